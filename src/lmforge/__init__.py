@@ -1,0 +1,24 @@
+"""lmforge: from raw text to a deployed language model, on a laptop CPU or a GPU box."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False) -> Any:
+    """Fine-tune a model as ``config`` says (a YAML path, a dict or a FinetuneConfig); see :mod:`lmforge.recipes.finetune`."""
+    from lmforge.recipes.finetune import finetune as run
+
+    return run(config, overrides, resume)
+
+
+def load(run: Any, device: str | None = None) -> Any:
+    """Load a trained run for prediction and evaluation; see :func:`lmforge.artifact.load`."""
+    from lmforge.artifact import load as load_run
+
+    return load_run(run, device)
+
+
+__all__ = ["__version__", "finetune", "load"]

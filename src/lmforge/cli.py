@@ -1,0 +1,154 @@
+"""``lmforge <verb>``: a table of verbs, each a thin wrapper over a recipe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from lmforge.errors import LmforgeError
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from lmforge.recipes.finetune import finetune
+
+    result = finetune(args.config, args.overrides, resume=args.resume)
+    if result.predictions:
+        print("\nsample predictions (held-out data):")
+        for row in result.predictions:
+            text = row["text"] if len(row["text"]) <= 90 else row["text"][:87] + "..."
+            guess = row.get("label", row.get("labels", row.get("value")))
+            print(f"  gold={row['gold']!s:<10} predicted={guess!s:<10} {text}")
+    print(f"\nrun directory: {result.run_dir}  ({result.status})")
+    return 0 if result.status in ("completed", "early_stopped") else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from lmforge.evaluation import format_table
+    from lmforge.recipes.evaluate import evaluate
+
+    metrics = evaluate(args.run, args.data, args.text_column, args.label_column, args.text_pair_column,
+                       args.batch_size, args.on_bad_rows)
+    print(json.dumps(metrics, ensure_ascii=False) if args.json else format_table(metrics))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from lmforge.recipes.predict import predict_file, predict_texts
+
+    if args.file:
+        if not args.out:
+            raise LmforgeError("--file needs --out OUT.jsonl")
+        n = predict_file(args.run, args.file, args.out, args.text_column, args.top_k, args.batch_size)
+        print(f"wrote {n} predictions to {args.out}")
+        return 0
+    if not args.texts:
+        raise LmforgeError("give texts to classify, or --file IN --out OUT.jsonl")
+    for row in predict_texts(args.run, args.texts, args.top_k, args.batch_size):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from lmforge import zoo
+
+    if args.action == "fetch":
+        for name in args.names:
+            print(f"{name}: {zoo.fetch(name)}")
+        return 0
+    rows = zoo.list_rows()
+    print(f"{'name':<18}{'kind':<9}{'cached':<8}description")
+    for row in rows:
+        print(f"{row['name']:<18}{row['kind']:<9}{'yes' if row['cached'] else 'no':<8}{row['description']}")
+    print(f"\ncache: {zoo.home()}  (set LMFORGE_HOME to move it)")
+    return 0
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model on labeled text")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.lr=3e-5")
+    p.add_argument("--resume", action="store_true", help="continue the run from its newest checkpoint")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a trained run on a labeled file")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", required=True, help="labeled file or zoo dataset")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--text-column", help="text column, when it differs from training")
+    p.add_argument("--label-column", help="label column, when it differs from training")
+    p.add_argument("--text-pair-column", help="second-text column, when it differs from training")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict labels for texts or a file")
+    p.add_argument("run", help="run directory")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--file", help="input file (CSV, TSV, JSONL, Parquet, TXT)")
+    p.add_argument("--out", help="output JSONL, one prediction per input row, in input order")
+    p.add_argument("--text-column", help="text column of --file")
+    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def _add_zoo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("zoo", help="list or fetch the named models and datasets")
+    p.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
+    p.add_argument("names", nargs="*", help="entries to fetch")
+
+
+VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
+    "finetune": (_add_finetune, _finetune),
+    "evaluate": (_add_evaluate, _evaluate),
+    "predict": (_add_predict, _predict),
+    "zoo": (_add_zoo, _zoo),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per verb."""
+    from lmforge import __version__
+
+    p = argparse.ArgumentParser(prog="lmforge", description="From raw text to a deployed language model.")
+    p.add_argument("--version", action="version", version=f"lmforge {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add, _ in VERBS.values():
+        add(sub)
+    return p
+
+
+def setup_logging(quiet: bool) -> None:
+    """Plain log lines on stderr; transformers' and accelerate's chatter hidden."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("lmforge")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lmforge`` command."""
+    args = parser().parse_args(argv)
+    setup_logging(args.quiet)
+    try:
+        return VERBS[args.verb][1](args)
+    except LmforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

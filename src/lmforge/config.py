@@ -1,0 +1,216 @@
+"""Typed, validated configuration, grouped by concern.
+
+A recipe's config is a tree of small pydantic models. YAML files and ``key.sub=value``
+overrides are merged, then validated; any problem becomes one :class:`ConfigError`
+sentence that names the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lmforge.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Section):
+    validation: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out for validation when no validation file is given.")
+    test: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out for testing when no test file is given.")
+    seed: int = Field(42, description="Seed of the split.")
+    stratify: bool = Field(True, description="Keep label proportions in every split.")
+
+
+class DataConfig(Section):
+    train: str | None = Field(None, description="Training file (CSV, TSV, JSONL, Parquet, TXT) or zoo dataset name.")
+    validation: str | None = Field(None, description="Validation file; split from train when absent.")
+    test: str | None = Field(None, description="Test file; split from train when data.split.test > 0.")
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"] = Field("auto", description="File format; 'auto' goes by the extension.")
+    encoding: str = Field("utf-8", description="Text encoding of CSV/TSV/JSONL/TXT files.")
+    text_column: str = Field("text", description="Column holding the text.")
+    text_pair_column: str | None = Field(None, description="Column holding the second text of a sentence pair.")
+    label_column: str = Field("label", description="Column holding the label.")
+    labels: list[str] | None = Field(None, description="Label names in order; inferred from the training data when absent.")
+    label_separator: str = Field(",", description="Separator between labels of one row in multi-label data.")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random subset of this many training examples.")
+    max_eval_samples: int | None = Field(None, gt=0, description="Use a seeded random subset of this many validation/test examples.")
+    max_length: int = Field(128, ge=8, le=8192, description="Longest input in tokens; longer inputs are truncated.")
+    normalize: Literal["nfkc", "nfc", "none"] = Field("nfkc", description="Unicode normalization of every text.")
+    lowercase: bool = Field(False, description="Lowercase every text.")
+    fullwidth_to_halfwidth: bool = Field(False, description="Map full-width ASCII and the ideographic space to half-width.")
+    on_bad_rows: Literal["error", "skip"] = Field("error", description="Stop at the first bad row, or skip bad rows and report how many.")
+    batching: Literal["length_grouped", "token_budget", "random"] = Field("length_grouped", description="How training batches are formed.")
+    max_tokens: int | None = Field(None, gt=0, description="Token budget per batch (padded tokens) when batching is token_budget.")
+    cache: bool = Field(True, description="Cache tokenized data under LMFORGE_HOME/cache.")
+
+
+class ModelConfig(Section):
+    name: str = Field("minilm-l6", description="Zoo name, local folder, lmforge run directory, or hub id.")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Hidden dropout; the checkpoint's value when absent.")
+    attention_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Attention dropout; the checkpoint's value when absent.")
+    classifier_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Dropout before the task head.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+
+
+class TaskConfig(Section):
+    name: str = Field("classification", description="Task name, e.g. classification or regression.")
+    multi_label: bool = Field(False, description="Each example may carry several labels (sigmoid + BCE).")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Probability above which a label is predicted in multi-label tasks.")
+
+
+class TrainConfig(Section):
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = Field(32, ge=1, description="Examples per optimizer step across all processes, before accumulation.")
+    eval_batch_size: int = Field(128, ge=1, description="Examples per evaluation batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    lr: float = Field(5e-5, gt=0, le=1.0, description="Peak learning rate.")
+    head_lr: float | None = Field(None, gt=0, le=1.0, description="Learning rate of the task head; train.lr when absent.")
+    layer_lr_decay: float = Field(1.0, gt=0, le=1.0, description="Layer-wise learning-rate decay: layer l gets lr * decay^(L - l).")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (never applied to biases and norms).")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate schedule after warmup.")
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Warmup as a share of all steps.")
+    warmup_steps: int | None = Field(None, ge=0, description="Warmup in steps (overrides warmup_ratio).")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; no clipping when null.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="'auto': bf16/fp16 on GPUs that support it, fp32 on CPUs.")
+    seed: int = Field(42, description="Seed of everything random in the run.")
+    eval_every: int | None = Field(None, gt=0, description="Evaluate every N optimizer steps, besides each epoch end.")
+    save_every: int | None = Field(None, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
+    keep_checkpoints: int = Field(2, ge=1, description="Resumable checkpoints kept (oldest deleted first).")
+    metric: str = Field("auto", description="Validation metric for best checkpoint and early stopping; 'auto' picks the task's.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement.")
+    log_every: int = Field(10, ge=1, description="Log training loss every N steps.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; all physical cores when absent.")
+
+
+class OutputConfig(Section):
+    dir: str = Field("runs/{name}", description="Run directory; {name} and {time} are filled in.")
+    name: str = Field("run", description="Run name used in the directory and report.")
+    overwrite: bool = Field(False, description="Allow writing into an existing run directory.")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files.")
+    report: bool = Field(True, description="Write report.md with plots at the end.")
+
+
+class FinetuneConfig(Section):
+    """Everything ``lmforge finetune`` needs."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _needs_train(self) -> FinetuneConfig:
+        if not self.data.train:
+            raise ValueError("data.train is required: a training file or zoo dataset name")
+        return self
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into its key path and YAML-parsed value."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``key.sub=value`` of ``overrides`` in the nested dict ``tree`` (in place)."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data:, model:, train: ...)")
+    return tree
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at ``loc`` (the parent of an unknown key)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None) if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def describe_error(model: type[BaseModel], exc: ValidationError, source: str) -> str:
+    """Turn the first pydantic error into one sentence naming the key and what it accepts."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc) or "config"
+    kind, msg, got = err["type"], err["msg"], err.get("input")
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(model, loc[:-1]))
+        return f"{source}: unknown key '{key}'; allowed here: {allowed}"
+    if kind == "value_error":
+        return f"{source}: {msg.removeprefix('Value error, ')}"
+    if kind == "literal_error":
+        return f"{source}: {key} must be {msg.removeprefix('Input should be ')} (got {got!r})"
+    return f"{source}: {key} {msg[0].lower() + msg[1:]} (got {got!r})"
+
+
+def build(model: type[M], tree: dict[str, Any], source: str = "config") -> M:
+    """Validate ``tree`` into ``model``, raising a one-line :class:`ConfigError`."""
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(model, exc, source)) from None
+
+
+def load(model: type[M], source: str | Path | dict[str, Any] | M | None, overrides: list[str] | None = None) -> M:
+    """Load a config of type ``model`` from a YAML path, a dict or an instance, plus overrides."""
+    if isinstance(source, model):
+        tree = source.model_dump(mode="json")
+        name = "config"
+    elif isinstance(source, dict):
+        tree, name = copy.deepcopy(source), "config"
+    elif source is None:
+        tree, name = {}, "config"
+    else:
+        tree, name = read_yaml(source), str(source)
+    apply_overrides(tree, overrides or [])
+    return build(model, tree, name)
+
+
+def dump(cfg: BaseModel) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Data: read files, validate rows, normalize, split, tokenize with a cache, batch."""

@@ -1,0 +1,49 @@
+"""Seeded, optionally stratified splits of one file's examples."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from lmforge.data.examples import Examples
+from lmforge.data.sources import BadRows
+from lmforge.errors import DataError
+
+
+def drop_singletons(examples: Examples, labels: np.ndarray, names: list[str], bad: BadRows) -> np.ndarray:
+    """Indices of examples whose label has at least two examples; the rest are bad rows."""
+    counts = Counter(labels.tolist())
+    keep = []
+    for i, label in enumerate(labels.tolist()):
+        if counts[label] < 2:
+            bad.report(f"{examples.where(examples.lines[i])}: label {names[label]!r} has only this one example, and a "
+                       "stratified split needs at least 2 per label; add examples, remove the label, or set data.split.stratify=false")
+            continue
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def split_indices(n: int, fraction: float, seed: int, strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (kept, held-out) with ``fraction`` held out, stratified by ``strata``.
+
+    Every stratum with at least two members keeps one in each part when the fraction allows.
+    """
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        order = rng.permutation(n)
+        held = max(1, round(n * fraction))
+        return np.sort(order[held:]), np.sort(order[:held])
+    kept, out = [], []
+    for value in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == value))
+        held = min(len(members) - 1, max(1, round(len(members) * fraction)))
+        out.append(members[:held])
+        kept.append(members[held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(out))
+
+
+def check_split_size(n: int, fraction: float, what: str) -> None:
+    """Refuse splits that would leave nothing to train on or to hold out."""
+    if n < 2 or round(n * fraction) >= n:
+        raise DataError(f"cannot hold out {fraction:.0%} of {n} examples for {what}; give a {what} file or more data")

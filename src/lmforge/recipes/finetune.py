@@ -1,0 +1,173 @@
+"""``lmforge finetune``: data -> model with a task head -> training loop -> saved run -> report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmforge import config as config_mod
+from lmforge.artifact import save_model
+from lmforge.config import FinetuneConfig, OutputConfig
+from lmforge.data.dataset import Split, SplitSource
+from lmforge.data.pipeline import labeled_splits, to_split
+from lmforge.errors import LmforgeError
+from lmforge.evaluation import format_table, metric_mode, write_report
+from lmforge.models.build import load_tokenizer, resolve
+from lmforge.tasks import get_task
+from lmforge.tasks.base import Task, infer_logits
+from lmforge.training.loop import fit, make_accelerator
+
+log = logging.getLogger("lmforge")
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced.
+
+    Attributes:
+        run_dir: The run directory.
+        status: ``completed``, ``early_stopped``, ``interrupted`` or ``diverged``.
+        metrics: Final metrics per split (validation, test).
+        predictions: A few held-out examples with their predictions.
+    """
+
+    run_dir: Path
+    status: str
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_directory(out: OutputConfig, resume: bool) -> Path:
+    """The run directory named by ``out``; refuses to overwrite a finished run by accident."""
+    path = Path(out.dir.format(name=out.name, time=time.strftime("%Y%m%d-%H%M%S")))
+    if path.exists() and any(path.iterdir()) and not (resume or out.overwrite):
+        raise LmforgeError(f"run directory {path} already exists; pass --resume to continue it, "
+                           "set output.overwrite=true to replace it, or choose another output.name")
+    if out.overwrite and not resume and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _shared_run_directory(out: OutputConfig, resume: bool, acc: Any) -> Path:
+    """The main process picks the run directory; the others are told, so all write to one place."""
+    from accelerate.utils import broadcast_object_list
+
+    paths = [str(run_directory(out, resume)) if acc.is_main_process else None]
+    if acc.num_processes > 1:
+        broadcast_object_list(paths)
+    return Path(paths[0])
+
+
+def add_file_log(run_dir: Path) -> logging.Handler:
+    """Mirror lmforge's log into ``run_dir/train.log``."""
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("lmforge").addHandler(handler)
+    return handler
+
+
+def token_cache_dir() -> Path:
+    """Where tokenized data is cached."""
+    from lmforge.zoo import home
+
+    return home() / "cache" / "tokens"
+
+
+def _evaluator(task: Task, split: Split, labels: Any, batch_size: int) -> Any:
+    def evaluate(model: Any) -> dict[str, Any]:
+        return task.metrics(infer_logits(model, split, batch_size, task.collate), split.targets, labels)
+
+    return evaluate
+
+
+def _count_parameters(model: Any) -> None:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("model: %s, %.1fM parameters, %.1fM trainable (%.2f%%)", type(model).__name__, total / 1e6,
+             trainable / 1e6, 100 * trainable / max(total, 1))
+
+
+def _samples(task: Task, split: Split, labels: Any, logits: Any, n: int = 5) -> list[dict[str, Any]]:
+    picks = list(range(min(n, len(split))))
+    preds = task.postprocess(logits[picks], labels, 1)
+    rows = []
+    for i, pred in zip(picks, preds):
+        gold = split.examples.labels[i] if split.examples.labels is not None else None
+        rows.append({"text": split.examples.texts[i], "gold": gold, **{k: v for k, v in pred.items() if k != "probabilities"}})
+    return rows
+
+
+def _final_eval(task: Task, splits: dict[str, Split], model: Any, labels: Any, batch_size: int) -> tuple[dict, list]:
+    metrics, samples = {}, []
+    model.eval()
+    for name in ("validation", "test"):
+        if name in splits:
+            logits = infer_logits(model, splits[name], batch_size, task.collate)
+            metrics[name] = task.metrics(logits, splits[name].targets, labels)
+            samples = _samples(task, splits[name], labels, logits)
+    return metrics, samples
+
+
+def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False) -> FinetuneResult:
+    """Fine-tune a pretrained model on labeled text and save a run directory.
+
+    Args:
+        config: A YAML path, a dict or a :class:`FinetuneConfig`.
+        overrides: ``key.sub=value`` strings applied on top.
+        resume: Continue the run from its newest checkpoint.
+    """
+    from accelerate.utils import set_seed
+
+    cfg = config_mod.load(FinetuneConfig, config, overrides)
+    acc = make_accelerator(cfg.train)
+    run_dir = _shared_run_directory(cfg.output, resume, acc)
+    handler = add_file_log(run_dir) if acc.is_main_process else None
+    try:
+        return _finetune(cfg, acc, run_dir, resume, set_seed)
+    finally:
+        if handler:
+            logging.getLogger("lmforge").removeHandler(handler)
+            handler.close()
+
+
+def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any) -> FinetuneResult:
+    if acc.is_main_process:
+        (run_dir / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
+    set_seed(cfg.train.seed)
+    source = resolve(cfg.model.name)
+    tokenizer = load_tokenizer(source)
+    task = get_task(cfg.task)
+    examples, labels = labeled_splits(cfg.data, task)
+    splits = {name: to_split(name, ex, y, tokenizer, cfg.data, token_cache_dir()) for name, (ex, y) in examples.items()}
+    set_seed(cfg.train.seed)
+    model = task.build_model(source, labels, cfg.model)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    _count_parameters(model)
+    metric = task.default_metric if cfg.train.metric == "auto" else cfg.train.metric
+    batches = SplitSource(splits["train"], task.collate, cfg.train.batch_size, cfg.data.batching, cfg.train.seed, cfg.data.max_tokens)
+    evaluate = _evaluator(task, splits["validation"], labels, cfg.train.eval_batch_size) if "validation" in splits else None
+    result = fit(model, batches, task.loss, cfg.train, run_dir, evaluate=evaluate, metric=metric if evaluate else "loss",
+                 mode=metric_mode(metric), resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
+    if result.status == "interrupted":
+        log.warning("run interrupted; continue it with: lmforge finetune <config> --resume")
+        return FinetuneResult(run_dir, result.status)
+    if result.status == "diverged":
+        raise LmforgeError(f"training diverged (loss became nan or inf) at step {result.state.step + 1}; see {run_dir / 'train.log'}")
+    if not acc.is_main_process:
+        return FinetuneResult(run_dir, result.status)
+    save_model(run_dir / "model", result.model, tokenizer, cfg.task, labels, cfg.data, cfg.model.name)
+    metrics, samples = _final_eval(task, splits, result.model, labels, cfg.train.eval_batch_size)
+    (run_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    if cfg.output.report:
+        write_report(run_dir, metrics, f"lmforge run: {cfg.output.name}", config_mod.dump(cfg))
+    for name, values in metrics.items():
+        log.info("%s metrics:\n%s", name, format_table(values))
+    log.info("run saved to %s (model in %s)", run_dir, run_dir / "model")
+    return FinetuneResult(run_dir, result.status, metrics, samples)

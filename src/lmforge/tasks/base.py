@@ -1,0 +1,82 @@
+"""The task interface: preprocess labels, build the model, batch, loss, metrics, postprocess."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from lmforge.config import DataConfig, ModelConfig, TaskConfig
+from lmforge.data.batching import eval_batches
+from lmforge.data.dataset import Split
+from lmforge.data.examples import Examples
+from lmforge.data.labels import LabelSpace
+from lmforge.registry import Registry
+
+
+class Task(Protocol):
+    """What a task defines. One file per task under ``lmforge/tasks/``, registered in :data:`TASKS`.
+
+    Attributes:
+        name: Registry name.
+        default_metric: Validation metric used when ``train.metric`` is ``auto``.
+        auto_model: The ``transformers`` Auto class whose ``from_pretrained`` reloads the saved model.
+    """
+
+    name: ClassVar[str]
+    default_metric: ClassVar[str]
+    auto_model: ClassVar[str]
+
+    def __init__(self, cfg: TaskConfig) -> None: ...
+
+    def label_space(self, train: Examples, data: DataConfig) -> LabelSpace:
+        """Preprocess: the labels of the task, from the config or the training data."""
+
+    def build_model(self, source: str, labels: LabelSpace, cfg: ModelConfig) -> nn.Module:
+        """A model with this task's head on the checkpoint at ``source``."""
+
+    def collate(self, split: Split, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Model inputs and targets of rows ``index``."""
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """Training loss and model outputs of a batch."""
+
+    def metrics(self, logits: np.ndarray, targets: np.ndarray, labels: LabelSpace) -> dict[str, Any]:
+        """Evaluation metrics of logits (N, C) against encoded targets."""
+
+    def postprocess(self, logits: np.ndarray, labels: LabelSpace, top_k: int) -> list[dict[str, Any]]:
+        """Per-example predictions (label, probabilities, top-k) from logits."""
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def get_task(cfg: TaskConfig) -> Task:
+    """Instantiate the task named in ``cfg``."""
+    return TASKS.get(cfg.name)(cfg)
+
+
+def infer_logits(model: nn.Module, split: Split, batch_size: int, collate: Any = None,
+                 device: torch.device | None = None) -> np.ndarray:
+    """Logits of every example of ``split`` in input order, run in length-sorted batches.
+
+    Args:
+        model: The model (put in eval mode by the caller).
+        split: The data.
+        batch_size: Examples per forward pass.
+        collate: ``(split, index) -> batch``; :meth:`Split.inputs` when absent.
+        device: Where to run; the model's device when absent.
+    """
+    device = device or next(model.parameters()).device
+    collate = collate or (lambda s, i: s.inputs(i))
+    out: np.ndarray | None = None
+    with torch.inference_mode():
+        for index in eval_batches(split.lengths, batch_size):
+            batch = {k: v.to(device) for k, v in collate(split, index).items() if k != "labels"}
+            logits = model(**batch).logits.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(split),) + logits.shape[1:], dtype=np.float32)
+            out[index] = logits
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

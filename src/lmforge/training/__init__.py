@@ -1,0 +1,1 @@
+"""The training loop and what plugs into it: optimizer, schedules, checkpoints, hooks, loggers."""

@@ -1,0 +1,122 @@
+"""Atomic, resumable checkpoints (keep the last K) and the best model's weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lmforge.errors import LmforgeError
+
+log = logging.getLogger("lmforge.train")
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """Progress of a run, saved in every checkpoint.
+
+    Attributes:
+        step: Optimizer steps done.
+        epoch: Current epoch (0-based).
+        batch_in_epoch: Micro-batches of the current epoch already consumed.
+        samples: Training examples seen.
+        best_metric: Best validation metric so far.
+        best_step: Step of the best validation metric.
+        evals_without_improvement: Evaluations since the best one (early stopping).
+        last_eval_step: Step of the last evaluation.
+        log_rows: Rows in metrics.jsonl when the checkpoint was written.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    samples: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    last_eval_step: int = -1
+    log_rows: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain dict for checkpoints."""
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        for f in fields(self):
+            setattr(self, f.name, state[f.name])
+
+
+def checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+class Checkpointer:
+    """Writes checkpoints through accelerate into a temporary folder renamed into place.
+
+    A crash while saving leaves at most a ``.tmp-*`` folder, and the previous checkpoints
+    stay intact; only after the rename are the oldest beyond ``keep`` deleted.
+    """
+
+    def __init__(self, root: Path, accelerator: Any, keep: int) -> None:
+        self.root, self.acc, self.keep = root, accelerator, keep
+
+    def save(self, state: TrainState) -> Path:
+        """Save a resumable checkpoint of everything registered with the accelerator."""
+        final = self.root / f"checkpoint-{state.step:07d}"
+        tmp = self.root / f".tmp-checkpoint-{state.step:07d}"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            (tmp / "state.json").write_text(json.dumps(state.state_dict(), indent=1))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in checkpoints(self.root)[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return final
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint, if any."""
+        found = checkpoints(self.root)
+        return found[-1] if found else None
+
+    def load(self, path: Path) -> None:
+        """Restore model, optimizer, scheduler, RNG and registered objects from ``path``."""
+        try:
+            self.acc.load_state(str(path))
+        except Exception as exc:  # torch and safetensors raise many types for damaged files
+            raise LmforgeError(f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); "
+                               "delete it to resume from the one before") from None
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Write ``model``'s weights to ``path`` (safetensors) atomically; tied weights stored once."""
+    from safetensors.torch import save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_model(model, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load weights written by :func:`save_weights` into ``model``."""
+    from safetensors.torch import load_model
+
+    load_model(model, str(path), strict=False)
