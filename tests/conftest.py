@@ -75,11 +75,11 @@ def toy_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "toy.csv", toy_rows(240))
 
 
-def tiny_config(model: Path, data_file: Path, run_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+def tiny_config(model_path: Path, data_file: Path, run_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """A fast finetune config for the tiny model; ``sections`` update its sections."""
     cfg: dict[str, Any] = {
         "data": {"train": str(data_file), "split": {"validation": 0.2}, "max_length": 32, "cache": False},
-        "model": {"name": str(model)},
+        "model": {"name": str(model_path)},
         "task": {"name": "classification"},
         "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "warmup_ratio": 0.0, "log_every": 1, "seed": 0},
         "output": {"dir": str(run_dir), "tensorboard": False, "report": False},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from lmforge.data.normalize import make_normalizer
 from lmforge.data.dataset import Split
 from lmforge.data.tokenize import tokenize
 from lmforge.errors import LmforgeError
+from lmforge.registry import Registry
 from lmforge.tasks import get_task
 from lmforge.tasks.base import Task, infer_logits
 
@@ -33,6 +35,7 @@ def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     meta = {
+        "kind": "model",
         "lmforge_version": __version__,
         "base_model": base_model,
         "task": task_cfg.model_dump(mode="json"),
@@ -96,23 +99,47 @@ class Predictor:
         return self.task.metrics(self.logits(split, batch_size), targets, self.labels)
 
 
-def load(run: str | Path, device: str | None = None) -> Predictor:
+class Loadable(Protocol):
+    """What every artifact kind gives back from :func:`load`: predict and evaluate."""
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
+                batch_size: int = 64) -> list[dict[str, Any]]: ...
+
+    def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
+                 batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]: ...
+
+
+# Artifact kinds (``"kind"`` in lmforge.json): a fine-tuned model, and whatever later
+# recipes save (prompt-based classifiers, ensembles...), each with its own loader.
+ARTIFACTS: Registry[Callable[[Path, dict[str, Any], str], Loadable]] = Registry("artifact kind")
+
+
+@ARTIFACTS.register("model")
+def _load_model(path: Path, meta: dict[str, Any], device: str) -> Predictor:
+    import transformers
+
+    from lmforge.models.build import from_pretrained, load_tokenizer
+
+    task = get_task(TaskConfig(**meta["task"]))
+    model = from_pretrained(getattr(transformers, task.auto_model), str(path))
+    model.to(device).eval()
+    data = DataConfig(**meta["data"])
+    return Predictor(path, model, load_tokenizer(str(path)), task, LabelSpace.from_dict(meta["labels"]), data)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The ``lmforge.json`` of a model folder."""
+    return json.loads((path / META_FILE).read_text(encoding="utf-8"))
+
+
+def load(run: str | Path, device: str | None = None) -> Loadable:
     """Load a run directory or model folder saved by lmforge.
 
     Args:
         run: The run directory (or its ``model`` folder).
         device: ``cpu``, ``cuda``...; the GPU when there is one.
     """
-    from lmforge.models.build import load_tokenizer
-    import transformers
-
     path = model_dir(run)
-    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-    task = get_task(TaskConfig(**meta["task"]))
-    auto = getattr(transformers, task.auto_model)
-    from lmforge.models.build import from_pretrained
-
-    model = from_pretrained(auto, str(path))
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
-    data = DataConfig(**meta["data"])
-    return Predictor(path, model, load_tokenizer(str(path)), task, LabelSpace.from_dict(meta["labels"]), data)
+    meta = read_meta(path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return ARTIFACTS.get(meta.get("kind", "model"))(path, meta, device)

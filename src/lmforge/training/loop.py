@@ -160,12 +160,13 @@ class Loop:
             hook.after_step(self.model, self.state.step + 1)
         return float(loss), finite
 
-    def _agree(self, *flags: bool) -> list[bool]:
-        """Flags OR-ed over processes, so every process stops at the same step."""
+    def _sync(self, loss: float, finite: bool, interrupted: bool) -> tuple[float, bool, bool]:
+        """Mean loss over processes, and the flags OR-ed, so every process stops at the same step."""
         if self.acc.num_processes == 1:
-            return list(flags)
-        t = torch.tensor([float(f) for f in flags], device=self.acc.device)
-        return [bool(v) for v in self.acc.reduce(t, reduction="sum") > 0]
+            return loss, not finite, interrupted
+        t = torch.tensor([loss if finite else 0.0, float(not finite), float(interrupted)], device=self.acc.device)
+        total = self.acc.reduce(t, reduction="sum").tolist()
+        return total[0] / self.acc.num_processes, total[1] > 0, total[2] > 0
 
     def log_train(self, loss: float, samples: int, bar: Any) -> None:
         """Accumulate the loss and write a train row every ``log_every`` steps."""
@@ -229,7 +230,7 @@ class Loop:
                 while self.state.batch_in_epoch < n and self.state.step < self.total:
                     group = list(islice(stream, min(accum, n - self.state.batch_in_epoch)))
                     loss, finite = self.train_step(group)
-                    diverged, stop = self._agree(not finite, interrupted["set"])
+                    loss, diverged, stop = self._sync(loss, finite, interrupted["set"])
                     if diverged:
                         return self._diverged(loss)
                     self.state.step += 1
