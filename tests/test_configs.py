@@ -1,0 +1,68 @@
+"""Every shipped YAML under configs/ loads and validates; config errors are one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lmforge import config
+from lmforge.config import FinetuneConfig
+from lmforge.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+# Maps the `# recipe: NAME` first line of a shipped YAML to the config class that validates it.
+RECIPES: dict[str, type] = {"finetune": FinetuneConfig}
+
+
+def recipe_of(path: Path) -> str:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# recipe:"), f"{path} must start with '# recipe: <name>'"
+    return first.split(":", 1)[1].strip()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_config_validates(path: Path) -> None:
+    cfg = config.load(RECIPES[recipe_of(path)], path)
+    assert config.dump(cfg)
+
+
+def test_configs_exist() -> None:
+    assert CONFIGS
+
+
+def test_unknown_key_names_key_and_allowed() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load(FinetuneConfig, {"data": {"train": "x.csv"}, "train": {"lrr": 1}})
+    msg = str(err.value)
+    assert "train.lrr" in msg and "lr," in msg and "\n" not in msg
+
+
+def test_wrong_type_and_range_and_choice() -> None:
+    with pytest.raises(ConfigError, match=r"train\.lr .*number"):
+        config.load(FinetuneConfig, {"data": {"train": "x.csv"}}, ["train.lr=abc"])
+    with pytest.raises(ConfigError, match=r"train\.batch_size .*greater than or equal to 1"):
+        config.load(FinetuneConfig, {"data": {"train": "x.csv"}}, ["train.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"train\.scheduler must be 'linear', 'cosine' or 'constant'"):
+        config.load(FinetuneConfig, {"data": {"train": "x.csv"}}, ["train.scheduler=step"])
+
+
+def test_missing_train_file_is_reported() -> None:
+    with pytest.raises(ConfigError, match="data.train is required"):
+        config.load(FinetuneConfig, {})
+
+
+def test_overrides_are_typed_and_nested(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  train: a.csv\ntrain:\n  lr: 1.0e-4\n")
+    cfg = config.load(FinetuneConfig, path, ["train.lr=3e-5", "data.split.seed=7", "data.labels=[a, b]"])
+    assert cfg.train.lr == 3e-5 and cfg.data.split.seed == 7 and cfg.data.labels == ["a", "b"]
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        config.load(FinetuneConfig, path, ["train.lr"])
+
+
+def test_bad_yaml_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        config.load(FinetuneConfig, path)
