@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from conftest import tiny_config
 
 
 def test_finetune_writes_a_complete_run(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:

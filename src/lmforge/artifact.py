@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,11 +14,11 @@ from torch import nn
 
 from lmforge import __version__
 from lmforge.config import DataConfig, TaskConfig
+from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
-from lmforge.data.pipeline import encode_labels, read_examples
 from lmforge.data.normalize import make_normalizer
-from lmforge.data.dataset import Split
+from lmforge.data.pipeline import encode_labels, read_examples
 from lmforge.data.tokenize import tokenize
 from lmforge.errors import LmforgeError
 from lmforge.registry import Registry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -76,7 +77,12 @@ class Encoded:
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash that changes whenever the tokenizer would split text differently."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        # Truncation and padding settings live in the backend too, and change with every call.
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        body = json.dumps(spec, sort_keys=True)
+    else:
+        body = repr(sorted(tokenizer.get_vocab().items()))
     extra = repr((type(tokenizer).__name__, getattr(tokenizer, "padding_side", None), tokenizer.all_special_tokens))
     return hashlib.sha256((body + extra).encode()).hexdigest()
 
