@@ -82,7 +82,7 @@ def tiny_config(model_path: Path, data_file: Path, run_dir: Path, **sections: di
         "model": {"name": str(model_path)},
         "task": {"name": "classification"},
         "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "warmup_ratio": 0.0, "log_every": 1, "seed": 0},
-        "output": {"dir": str(run_dir), "tensorboard": False, "report": False},
+        "output": {"dir": str(run_dir), "tensorboard": False, "report": False, "baseline": False},
     }
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)

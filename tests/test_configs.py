@@ -66,3 +66,13 @@ def test_bad_yaml_names_file(tmp_path: Path) -> None:
     path.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
         config.load(FinetuneConfig, path)
+
+
+def test_annotated_defaults_round_trip() -> None:
+    import yaml
+
+    text = "\n".join(config.annotated(FinetuneConfig))
+    assert "# Peak learning rate." in text
+    tree = yaml.safe_load(text)
+    tree["data"]["train"] = "x.csv"
+    assert config.load(FinetuneConfig, tree) == config.load(FinetuneConfig, {"data": {"train": "x.csv"}})

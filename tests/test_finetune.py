@@ -14,7 +14,7 @@ from conftest import tiny_config
 
 
 def test_finetune_writes_a_complete_run(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(tiny_bert, toy_csv, tmp_path / "run", output={"tensorboard": True, "report": True},
+    cfg = tiny_config(tiny_bert, toy_csv, tmp_path / "run", output={"tensorboard": True, "report": True, "baseline": True},
                       train={"epochs": 8})
     result = lmforge.finetune(cfg)
     run = result.run_dir
@@ -28,6 +28,8 @@ def test_finetune_writes_a_complete_run(tiny_bert: Path, toy_csv: Path, tmp_path
     assert np.mean(train_losses[-5:]) < np.mean(train_losses[:5])
     assert result.metrics["validation"]["accuracy"] > 0.8
     assert len(result.predictions) == 5
+    assert result.metrics["validation (TF-IDF baseline)"]["accuracy"] > 0.9
+    assert "TF-IDF baseline" in (run / "report.md").read_text()
 
 
 def test_saved_model_reloads_with_plain_transformers(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:

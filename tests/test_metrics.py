@@ -225,3 +225,13 @@ def test_format_table_shows_missing_values() -> None:
     text = format_table(regression_metrics([1.0, 2.0], [3.0, 3.0]))
     assert "spearman" in text and "n/a" in text
     assert "label" not in text
+
+
+def test_tfidf_baseline_and_script_detection() -> None:
+    from lmforge.evaluation.baselines import is_cjk, tfidf_logreg
+
+    assert is_cjk(["这家酒店很好", "房间太小了"]) and not is_cjk(["a good hotel", "tiny room"])
+    train = ["good fun", "great film", "nice story", "bad plot", "awful film", "poor story"] * 3
+    labels = [1, 1, 1, 0, 0, 0] * 3
+    result = tfidf_logreg(train, labels, ["good story", "awful plot"], [1, 0], ["neg", "pos"])
+    assert result["accuracy"] == 1.0 and result["C"] in (1.0, 4.0, 16.0)

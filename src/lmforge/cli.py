@@ -67,6 +67,28 @@ def _zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from lmforge import config
+
+    print("\n".join(config.annotated(CONFIGS[args.recipe]())))
+    return 0
+
+
+def _finetune_config() -> type:
+    from lmforge.config import FinetuneConfig
+
+    return FinetuneConfig
+
+
+# Recipe name -> (lazily imported) config class, for `lmforge config RECIPE`.
+CONFIGS: dict[str, Callable[[], type]] = {"finetune": _finetune_config}
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="print every config key of a recipe with its default and meaning")
+    p.add_argument("recipe", choices=sorted(CONFIGS))
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on labeled text")
     p.add_argument("config", help="YAML config (see configs/)")
@@ -108,6 +130,7 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[a
     "evaluate": (_add_evaluate, _evaluate),
     "predict": (_add_predict, _predict),
     "zoo": (_add_zoo, _zoo),
+    "config": (_add_config, _config),
 }
 
 

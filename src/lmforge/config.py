@@ -103,6 +103,7 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="Allow writing into an existing run directory.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files.")
     report: bool = Field(True, description="Write report.md with plots at the end.")
+    baseline: bool = Field(True, description="Also fit TF-IDF + logistic regression on the same splits and report it beside the model.")
 
 
 class FinetuneConfig(Section):
@@ -214,3 +215,22 @@ def load(model: type[M], source: str | Path | dict[str, Any] | M | None, overrid
 def dump(cfg: BaseModel) -> str:
     """The resolved config as YAML text."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip().removesuffix("...").strip()
+
+
+def annotated(model: type[BaseModel], indent: int = 0) -> list[str]:
+    """Every key of ``model`` with its default and description, as commented YAML lines."""
+    lines, pad = [], "  " * indent
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines += annotated(annotation, indent + 1)
+            continue
+        default = field.get_default(call_default_factory=True)
+        value = _yaml_value(default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
+        lines.append(f"{pad}{name}: {value}" + (f"  # {field.description}" if field.description else ""))
+    return lines

@@ -114,6 +114,27 @@ def _final_eval(task: Task, splits: dict[str, Split], model: Any, labels: Any, b
     return metrics, samples
 
 
+def _baseline(splits: dict[str, Split], labels: Any, metrics: dict[str, dict]) -> dict[str, dict]:
+    """TF-IDF + logistic regression on the same splits, for single-label classification."""
+    from lmforge.evaluation.baselines import tfidf_logreg
+
+    if labels.kind != "single":
+        return {}
+    train, out = splits["train"], {}
+    for name in ("validation", "test"):
+        if name not in splits:
+            continue
+        ours = metrics[name]["accuracy"]
+        base = tfidf_logreg(train.examples.texts, train.targets, splits[name].examples.texts, splits[name].targets,
+                            labels.names, tune=len(train) <= 20_000)
+        out[f"{name} (TF-IDF baseline)"] = base
+        log.info("%s accuracy %.4f; TF-IDF + logistic regression baseline %.4f", name, ours, base["accuracy"])
+        if ours < base["accuracy"]:
+            log.warning("the model loses to the TF-IDF baseline on %s: train longer (train.epochs), raise the head's "
+                        "learning rate (train.head_lr), or add data", name)
+    return out
+
+
 def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False) -> FinetuneResult:
     """Fine-tune a pretrained model on labeled text and save a run directory.
 
@@ -164,10 +185,13 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
         return FinetuneResult(run_dir, result.status)
     save_model(run_dir / "model", result.model, tokenizer, cfg.task, labels, cfg.data, cfg.model.name)
     metrics, samples = _final_eval(task, splits, result.model, labels, cfg.train.eval_batch_size)
+    if cfg.output.baseline and metrics:
+        metrics |= _baseline(splits, labels, metrics)
     (run_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     if cfg.output.report:
         write_report(run_dir, metrics, f"lmforge run: {cfg.output.name}", config_mod.dump(cfg))
     for name, values in metrics.items():
-        log.info("%s metrics:\n%s", name, format_table(values))
+        if "baseline" not in name:
+            log.info("%s metrics:\n%s", name, format_table(values))
     log.info("run saved to %s (model in %s)", run_dir, run_dir / "model")
     return FinetuneResult(run_dir, result.status, metrics, samples)
