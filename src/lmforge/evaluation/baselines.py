@@ -42,31 +42,36 @@ def _pick_c(features: Any, labels: np.ndarray, grid: Sequence[float], seed: int)
     return float(grid[int(np.argmax(scores))])
 
 
-def tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[int], eval_texts: Sequence[str],
-                 eval_labels: Sequence[int], label_names: Sequence[str], tune: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Fit TF-IDF + logistic regression on the training texts and score it on the evaluation texts.
+def fit_tfidf_logreg(texts: Sequence[str], labels: Sequence[int], tune: bool = True, seed: int = 0) -> Any:
+    """A fitted scikit-learn pipeline: TF-IDF features, then logistic regression.
 
     Args:
-        train_texts: Training texts.
-        train_labels: Their label ids.
-        eval_texts: Evaluation texts.
-        eval_labels: Their label ids.
-        label_names: Names of the label ids.
-        tune: Choose the regularization strength C by cross-validation on the training data (else C=4).
+        texts: Training texts.
+        labels: Their label ids.
+        tune: Choose the regularization strength C by 3-fold cross-validation on the training data (else C=4).
         seed: Seed of the cross-validation folds.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    vectorizer = tfidf_vectorizer(texts)
+    features = vectorizer.fit_transform(texts)
+    y = np.asarray(labels)
+    counts = np.bincount(y)
+    c = _pick_c(features, y, (1.0, 4.0, 16.0), seed) if tune and counts[counts > 0].min() >= 3 else 4.0
+    clf = LogisticRegression(C=c, max_iter=2000).fit(features, y)
+    return Pipeline([("tfidf", vectorizer), ("logreg", clf)])
+
+
+def tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[int], eval_texts: Sequence[str],
+                 eval_labels: Sequence[int], label_names: Sequence[str], tune: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Fit :func:`fit_tfidf_logreg` on the training texts and score it on the evaluation texts.
 
     Returns:
         :func:`classification_metrics` of the baseline, plus ``C``.
     """
-    from sklearn.linear_model import LogisticRegression
-
-    vectorizer = tfidf_vectorizer(train_texts)
-    x_train = vectorizer.fit_transform(train_texts)
-    y_train = np.asarray(train_labels)
-    counts = np.bincount(y_train)
-    can_tune = tune and counts[counts > 0].min() >= 3
-    c = _pick_c(x_train, y_train, (1.0, 4.0, 16.0), seed) if can_tune else 4.0
-    clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train)
+    pipe = fit_tfidf_logreg(train_texts, train_labels, tune, seed)
+    clf = pipe.named_steps["logreg"]
     probs = np.zeros((len(eval_texts), len(label_names)))
-    probs[:, clf.classes_] = clf.predict_proba(vectorizer.transform(eval_texts))
-    return {**classification_metrics(list(eval_labels), probs, list(label_names)), "C": c}
+    probs[:, clf.classes_] = pipe.predict_proba(list(eval_texts))
+    return {**classification_metrics(list(eval_labels), probs, list(label_names)), "C": float(clf.C)}
