@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import tiny_config
+from conftest import tiny_config, toy_rows, write_csv
 
 
 def test_finetune_writes_a_complete_run(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
@@ -46,3 +46,45 @@ def test_saved_model_reloads_with_plain_transformers(tiny_bert: Path, toy_csv: P
     for row, p in zip(ours, probs):
         assert row["label"] == model.config.id2label[int(p.argmax())]
         assert row["probabilities"]["positive"] == pytest.approx(float(p[1]), abs=1e-5)
+
+
+def test_multi_label_task(tiny_bert: Path, tmp_path: Path) -> None:
+    rows = []
+    for r in toy_rows(200):
+        tags = [r["label"]] + (["long"] if len(r["text"].split()) > 5 else [])
+        rows.append({"text": r["text"], "label": tags})
+    data = tmp_path / "multi.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tiny_config(tiny_bert, data, tmp_path / "run", task={"multi_label": True}, train={"epochs": 6})
+    result = lmforge.finetune(cfg)
+    metrics = result.metrics["validation"]
+    assert {"micro_f1", "macro_f1", "hamming_loss"} <= set(metrics) and metrics["micro_f1"] > 0.6
+    pred = lmforge.load(result.run_dir).predict(["the movie was good and the story was very nice"])[0]
+    assert set(pred["probabilities"]) == {"long", "negative", "positive"}
+    assert pred["labels"] == [k for k, p in pred["probabilities"].items() if p >= 0.5]
+
+
+def test_regression_task(tiny_bert: Path, tmp_path: Path) -> None:
+    rows = [{"text": r["text"], "label": 1.0 if r["label"] == "positive" else -1.0} for r in toy_rows(200)]
+    data = write_csv(tmp_path / "reg.csv", rows)
+    cfg = tiny_config(tiny_bert, data, tmp_path / "run", task={"name": "regression"}, train={"epochs": 6})
+    result = lmforge.finetune(cfg)
+    metrics = result.metrics["validation"]
+    assert {"mse", "pearson", "spearman"} <= set(metrics) and metrics["pearson"] > 0.5
+    assert set(lmforge.load(result.run_dir).predict(["good"])[0]) == {"text", "value"}
+
+
+def test_sentence_pair_task(tiny_bert: Path, tmp_path: Path) -> None:
+    rows = []
+    for i, r in enumerate(toy_rows(240)):
+        other = toy_rows(1, seed=i)[0]
+        rows.append({"a": r["text"], "b": other["text"], "same": "yes" if r["label"] == other["label"] else "no"})
+    data = write_csv(tmp_path / "pairs.tsv", rows, "\t")
+    cfg = tiny_config(tiny_bert, data, tmp_path / "run", train={"epochs": 2},
+                      data={"text_column": "a", "text_pair_column": "b", "label_column": "same"})
+    result = lmforge.finetune(cfg)
+    assert result.metrics["validation"]["num_examples"] == 48
+    model = lmforge.load(result.run_dir)
+    assert model.data.text_pair_column == "b"
+    preds = model.predict(["good film"], pairs=["bad plot"])
+    assert preds[0]["label"] in ("yes", "no")
