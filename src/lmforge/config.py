@@ -77,7 +77,7 @@ class TrainConfig(Section):
     eval_batch_size: int = Field(128, ge=1, description="Examples per evaluation batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     lr: float = Field(5e-5, gt=0, le=1.0, description="Peak learning rate.")
-    head_lr: float | None = Field(None, gt=0, le=1.0, description="Learning rate of the task head; train.lr when absent.")
+    head_lr: float | None = Field(2e-3, gt=0, le=1.0, description="Learning rate of the new task head (and pooler); train.lr when null.")
     layer_lr_decay: float = Field(1.0, gt=0, le=1.0, description="Layer-wise learning-rate decay: layer l gets lr * decay^(L - l).")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (never applied to biases and norms).")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
