@@ -151,9 +151,10 @@ def setup_logging(quiet: bool) -> None:
     """Plain log lines on stderr; transformers' and accelerate's chatter hidden."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     root = logging.getLogger("lmforge")
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.setLevel(logging.INFO)
     root.propagate = False
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("accelerate").setLevel(logging.WARNING)

@@ -68,7 +68,10 @@ def add_file_log(run_dir: Path) -> logging.Handler:
     """Mirror lmforge's log into ``run_dir/train.log``."""
     handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("lmforge").addHandler(handler)
+    root = logging.getLogger("lmforge")
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > logging.INFO:  # the file gets the full story even when the console is quiet
+        root.setLevel(logging.INFO)
     return handler
 
 
@@ -160,6 +163,7 @@ def finetune(config: Any, overrides: list[str] | None = None, resume: bool = Fal
 def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any) -> FinetuneResult:
     if acc.is_main_process:
         (run_dir / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
+    log.info("device: %s, %d process(es), precision %s", acc.device, acc.num_processes, acc.mixed_precision)
     set_seed(cfg.train.seed)
     source = resolve(cfg.model.name)
     tokenizer = load_tokenizer(source)
