@@ -13,7 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# LMFORGE_SHARED_DATA points elsewhere when the checkout is not a sibling of shared/ (e.g. a git worktree).
+SHARED_DATA = Path(os.environ.get("LMFORGE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 POSITIVE = ["good", "great", "fine", "nice", "happy"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "boring"]
 FILLER = ["the", "a", "movie", "film", "was", "is", "very", "plot", "actor", "story", "it", "this"]

@@ -21,7 +21,7 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lowercase", action="store_true", help="lowercase inside the tokenizer (and strip accents for WordPiece)")
     p.add_argument("--normalize", choices=["nfkc", "nfc", "none"], default="nfkc", help="Unicode normalization inside the tokenizer")
     p.add_argument("--documents", choices=["line", "blank_line"], default="line", help="document boundaries in text files")
-    p.add_argument("--text-column", default="text", help="text column of CSV/TSV/JSONL/Parquet files")
+    p.add_argument("--text-column", nargs="+", default=["text"], help="text column of CSV/TSV/JSONL/Parquet files (several names: tried in turn)")
     p.add_argument("--max-length", type=int, default=512, help="model_max_length recorded in the tokenizer")
 
 

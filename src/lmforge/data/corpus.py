@@ -8,11 +8,10 @@ line, or a run of lines ended by a blank line, as the caller asks.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,18 +111,23 @@ def _cell_lines(value: object) -> list[str]:
     return [line.strip() for line in str(value).splitlines() if line.strip()]
 
 
-def _missing_column(file: CorpusFile, column: str, columns: list[str]) -> DataError:
-    return DataError(f"{file.path} has no column '{column}' (columns: {', '.join(columns) or '(none)'}); "
-                     "set data.text_column to the right one")
+def pick_column(file: CorpusFile, wanted: Sequence[str], columns: Sequence[str]) -> str:
+    """The first of the ``wanted`` text columns that ``file`` has."""
+    for column in wanted:
+        if column in columns:
+            return column
+    names = "', '".join(wanted)
+    raise DataError(f"{file.path} has no column '{names}' (columns: {', '.join(columns) or '(none)'}); "
+                    "set data.text_column to the right one (a list tries each name in turn)")
 
 
-def _delimited_documents(file: CorpusFile, column: str, encoding: str) -> Iterator[list[str]]:
+def _delimited_documents(file: CorpusFile, wanted: Sequence[str], encoding: str) -> Iterator[list[str]]:
     with file.path.open("r", encoding="utf-8-sig" if encoding.lower() == "utf-8" else encoding, newline="") as f:
-        reader = csv.DictReader(f, delimiter="," if file.format == "csv" else "\t")
+        # Tab-separated files do not quote: a stray '"' in a review must not swallow the rows after it.
+        tsv = file.format == "tsv"
+        reader = csv.DictReader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         fields = [c.strip() for c in reader.fieldnames or []]
-        if column not in fields:
-            raise _missing_column(file, column, fields)
-        key = (reader.fieldnames or [])[fields.index(column)]
+        key = (reader.fieldnames or [])[fields.index(pick_column(file, wanted, fields))]
         try:
             for row in reader:
                 if lines := _cell_lines(row.get(key)):
@@ -133,7 +137,7 @@ def _delimited_documents(file: CorpusFile, column: str, encoding: str) -> Iterat
                             "re-save the file as UTF-8 or set data.encoding") from None
 
 
-def _jsonl_documents(file: CorpusFile, column: str, encoding: str) -> Iterator[list[str]]:
+def _jsonl_documents(file: CorpusFile, wanted: Sequence[str], encoding: str) -> Iterator[list[str]]:
     with file.path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             text = _decode(raw, file.path, number, encoding).strip()
@@ -143,28 +147,26 @@ def _jsonl_documents(file: CorpusFile, column: str, encoding: str) -> Iterator[l
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{file.path}, line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or column not in obj:
-                raise DataError(f"{file.path}, line {number}: expected a JSON object with a '{column}' field; "
-                                "set data.text_column to the right one")
-            if lines := _cell_lines(obj[column]):
+            if not isinstance(obj, dict):
+                raise DataError(f"{file.path}, line {number}: expected a JSON object per line")
+            if lines := _cell_lines(obj[pick_column(file, wanted, list(obj))]):
                 yield lines
 
 
-def _parquet_documents(file: CorpusFile, column: str) -> Iterator[list[str]]:
+def _parquet_documents(file: CorpusFile, wanted: Sequence[str]) -> Iterator[list[str]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
     pf = pq.ParquetFile(file.path)
-    if column not in pf.schema_arrow.names:
-        raise _missing_column(file, column, pf.schema_arrow.names)
+    column = pick_column(file, wanted, pf.schema_arrow.names)
     for batch in pf.iter_batches(columns=[column], batch_size=4096):
         for value in batch.column(0).to_pylist():
             if lines := _cell_lines(value):
                 yield lines
 
 
-def read_documents(files: list[CorpusFile], documents: str = "line", text_column: str = "text", encoding: str = "utf-8",
+def read_documents(files: list[CorpusFile], documents: str = "line", text_column: str | Sequence[str] = "text", encoding: str = "utf-8",
                    normalize: Callable[[str], str] | None = None, desc: str | None = "reading corpus") -> Iterator[list[str]]:
     """Every document of ``files`` as a list of normalized, non-empty lines.
 
@@ -172,11 +174,13 @@ def read_documents(files: list[CorpusFile], documents: str = "line", text_column
         files: From :func:`corpus_files`.
         documents: For text files, ``line`` (one document per line) or ``blank_line``
             (documents are runs of lines separated by blank lines).
-        text_column: Column (or JSON field) holding the text in tables; each row is a document.
+        text_column: Column (or JSON field) holding the text in tables, or several names tried in turn;
+            each row is a document.
         encoding: Text encoding.
         normalize: Applied to every line (Unicode form, case, whitespace).
         desc: Progress-bar label; None for no bar.
     """
+    wanted = [text_column] if isinstance(text_column, str) else list(text_column)
     total = sum(f.path.stat().st_size for f in files)
     with tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=desc is None or total < 32 << 20, leave=False) as bar:
         for file in files:
@@ -184,11 +188,11 @@ def read_documents(files: list[CorpusFile], documents: str = "line", text_column
             if file.format == "txt":
                 docs = _text_documents(file, documents == "blank_line", encoding, bar.update)
             elif file.format in ("csv", "tsv"):
-                docs = _delimited_documents(file, text_column, encoding)
+                docs = _delimited_documents(file, wanted, encoding)
             elif file.format == "jsonl":
-                docs = _jsonl_documents(file, text_column, encoding)
+                docs = _jsonl_documents(file, wanted, encoding)
             else:
-                docs = _parquet_documents(file, text_column)
+                docs = _parquet_documents(file, wanted)
             for doc in docs:
                 lines = [clean for line in doc if (clean := normalize(line) if normalize else line)]
                 if lines:

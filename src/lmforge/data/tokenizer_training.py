@@ -132,7 +132,7 @@ def _batches(lines: Iterator[str], size: int = 1000) -> Iterator[list[str]]:
 
 def train_tokenizer(files: list[str], out: str | Path, kind: str = "wordpiece", vocab_size: int = 30000,
                     min_frequency: int = 2, lowercase: bool = False, normalize: str = "nfkc", documents: str = "line",
-                    text_column: str = "text", max_length: int = 512, encoding: str = "utf-8") -> Any:
+                    text_column: str | list[str] = "text", max_length: int = 512, encoding: str = "utf-8") -> Any:
     """Train a tokenizer on ``files`` and save it to ``out``; returns the loaded tokenizer.
 
     Args:
@@ -144,7 +144,7 @@ def train_tokenizer(files: list[str], out: str | Path, kind: str = "wordpiece", 
         lowercase: Lowercase the text (and, for WordPiece, strip accents) inside the tokenizer.
         normalize: Unicode normalization inside the tokenizer: ``nfkc``, ``nfc`` or ``none``.
         documents: ``line`` or ``blank_line`` document boundaries in text files (see :func:`read_documents`).
-        text_column: Text column of tables.
+        text_column: Text column of tables (or several names, tried in turn).
         max_length: ``model_max_length`` recorded in the saved tokenizer.
         encoding: Text encoding of the files.
     """

@@ -17,7 +17,7 @@ class CorpusConfig(Section):
     documents: Literal["line", "blank_line"] = Field("line", description="Text files: one document per line, or documents separated by blank lines.")
     format: Literal["auto", "txt", "csv", "tsv", "jsonl", "parquet"] = Field("auto", description="File format; 'auto' goes by the extension.")
     encoding: str = Field("utf-8", description="Text encoding of the files.")
-    text_column: str = Field("text", description="Column (or JSON field) holding the text in tables.")
+    text_column: str | list[str] = Field("text", description="Column (or JSON field) of the text in tables; a list tries each name in turn.")
     max_length: int = Field(128, ge=16, le=8192, description="Tokens per training sequence.")
     packing: bool = Field(True, description="Concatenate documents and cut them into full sequences (MLM, CLM); else one document per sequence.")
     dedup: bool = Field(False, description="Drop exact duplicate documents (keeps an 8-byte hash per document).")

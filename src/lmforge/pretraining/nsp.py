@@ -3,7 +3,9 @@
 Segments (sentences) of a document are gathered until they reach a target length (the
 segment budget: usually the full sequence, sometimes shorter), then split at a random point
 into A and B. Half the time B is replaced by segments from a random other document, and the
-segments left unused go back to be used by the next pair.
+segments left unused go back to be used by the next pair. A chunk of one segment that ends its
+document has no next segment and must take a random B; with short documents that happens
+often, so the free choices lean towards real next segments to keep the two classes balanced.
 """
 
 from __future__ import annotations
@@ -26,10 +28,17 @@ class PairPlan:
 
     def __init__(self) -> None:
         self.a0, self.a1, self.b0, self.b1, self.random = (array("q") for _ in range(5))
+        self.randoms = 0
 
     def add(self, a: tuple[int, int], b: tuple[int, int], is_random: bool) -> None:
-        for column, value in zip((self.a0, self.a1, self.b0, self.b1, self.random), (*a, *b, int(is_random))):
+        for column, value in zip((self.a0, self.a1, self.b0, self.b1, self.random), (*a, *b, int(is_random)), strict=True):
             column.append(value)
+        self.randoms += int(is_random)
+
+    def random_probability(self) -> float:
+        """Chance that a free choice takes a random B: 0.5, less when forced random pairs outnumber the rest."""
+        excess = self.randoms - 0.5 * len(self)
+        return min(1.0, max(0.0, 0.5 - excess))
 
     def __len__(self) -> int:
         return len(self.a0)
@@ -65,7 +74,7 @@ def _doc_pairs(store: TokenStore, doc: int, max_tokens: int, short_prob: float, 
             a_len = 1 if len(chunk) < 2 else int(rng.integers(1, len(chunk)))
             a = (chunk[0], chunk[0] + a_len)
             has_next = len(chunk) > 1 or i + 1 < last
-            if not has_next or rng.random() < 0.5:
+            if not has_next or rng.random() < plan.random_probability():
                 a_tokens = int(lengths[a[0]:a[1]].sum())
                 plan.add(a, _random_b(store, doc, max(1, target - a_tokens), lengths, rng), True)
                 i -= len(chunk) - a_len  # the unused segments start the next pair

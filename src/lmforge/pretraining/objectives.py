@@ -64,9 +64,7 @@ class PretrainingModel(nn.Module):
     def __init__(self, model: nn.Module, objectives: Objectives) -> None:
         super().__init__()
         self.model, self.objectives = model, objectives
-        self.head = mlm_head(model) if objectives.mlm else None
-        self.next_head = nsp_head(model) if objectives.nsp else None
-        if objectives.nsp and self.next_head is None:
+        if objectives.nsp and nsp_head(model) is None:
             from lmforge.errors import LmforgeError
 
             raise LmforgeError(f"{type(model).__name__} has no next-sentence head; set objective.nsp=false")
@@ -78,17 +76,19 @@ class PretrainingModel(nn.Module):
         inputs = {k: v for k, v in inputs.items() if v is not None}
         if self.objectives.clm:
             return self._causal(inputs, labels)
-        if self.head is None:
+        # Heads are looked up, not stored: as submodules here they would be saved twice in checkpoints.
+        head, next_head = mlm_head(self.model), nsp_head(self.model) if self.objectives.nsp else None
+        if head is None:
             out = self.model(**inputs, labels=labels)
             return self._mlm_stats(out.loss, out.logits[labels >= 0], labels[labels >= 0])
         encoded = self.model.base_model(**inputs)
         hidden = encoded.last_hidden_state  # (B, T, H)
         picked = (labels >= 0).view(-1).nonzero().squeeze(-1)
         targets = labels.view(-1).index_select(0, picked)
-        logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, picked))  # (M, V)
+        logits = head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, picked))  # (M, V)
         result = self._mlm_stats(F.cross_entropy(logits.float(), targets), logits, targets)
-        if self.next_head is not None and next_sentence_label is not None:
-            nsp_logits = self.next_head(encoded.pooler_output)  # (B, 2)
+        if next_head is not None and next_sentence_label is not None:
+            nsp_logits = next_head(encoded.pooler_output)  # (B, 2)
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label)
             result.loss = result.loss + nsp_loss
             n = torch.tensor(float(len(next_sentence_label)), device=nsp_logits.device)
