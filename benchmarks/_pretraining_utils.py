@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import resource
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -109,11 +108,6 @@ def bench_home(name: str) -> Path:
     path = home() / "bench" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def peak_rss_gb_children() -> float:
-    """Peak resident memory of finished child processes, in GB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
 
 
 def predict_labels(run: Path, texts: list[str]) -> list[str]:

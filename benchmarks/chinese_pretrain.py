@@ -45,10 +45,12 @@ def settings(quick: bool) -> dict[str, Any]:
     """Everything that shapes the pretrained model (its hash names the cache folder)."""
     return {
         "vocab_size": 10000,
-        "model": {"arch": "bert", "size": "mini", "dropout": 0.0},  # 4 layers, hidden 256, 4 heads
-        "max_length": 256,
+        # 4 layers, hidden 256, 4 heads; no dropout while pretraining (one pass over little data),
+        # none in attention at all (lets PyTorch use its fused attention kernel).
+        "model": {"arch": "bert", "size": "mini", "dropout": 0.0, "attention_dropout": 0.0},
+        "max_length": 128,  # chnsenticorp reviews: median 76 characters; TF-IDF on the first 126 loses 0.3 points
         "batch_size": 32,
-        "steps": 60 if quick else 1200,
+        "steps": 60 if quick else 2000,
         "lr": 5.0e-4,
         "max_documents": 3000 if quick else None,
     }
@@ -66,7 +68,7 @@ def train_tokenizer(work: Path, corpus: list[str], s: dict[str, Any]) -> Path:
 def pretrain_config(work: Path, corpus: list[str], tokenizer: Path, s: dict[str, Any]) -> dict[str, Any]:
     return {
         "data": {"train": corpus, "text_column": ["text", "text_a"], "max_length": s["max_length"], "validation_share": 0.01,
-                 "max_eval_sequences": 128, "max_documents": s["max_documents"]},
+                 "max_eval_sequences": 256, "max_documents": s["max_documents"]},
         "model": {**s["model"], "tokenizer": str(tokenizer)},
         "objective": {"mlm": True, "whole_word_masking": True, "chinese_words": "jieba"},
         "train": {"max_steps": s["steps"], "batch_size": s["batch_size"], "lr": s["lr"], "warmup_ratio": 0.06,
@@ -111,11 +113,11 @@ def finetune(model: Path, train_csv: Path, dev_csv: Path, out: Path, quick: bool
     import lmforge
 
     cfg = {
-        "data": {"train": str(train_csv), "test": str(dev_csv), "split": {"validation": 0.1, "seed": 0}, "max_length": 256,
-                 "max_train_samples": 600 if quick else None, "cache": False},
+        "data": {"train": str(train_csv), "test": str(dev_csv), "split": {"validation": 0.1, "seed": 0}, "max_length": 128,
+                 "max_train_samples": 600 if quick else None, "max_eval_samples": 300 if quick else None, "cache": False},
         "model": {"name": str(model), "dropout": 0.1},
         "task": {"name": "classification"},
-        "train": {"epochs": 1 if quick else 3, "batch_size": 32, "lr": 2.0e-4, "warmup_ratio": 0.1, "seed": 0, "log_every": 20},
+        "train": {"epochs": 1 if quick else 4, "batch_size": 32, "lr": 2.0e-4, "warmup_ratio": 0.1, "seed": 0, "log_every": 20},
         "output": {"dir": str(out), "overwrite": True, "tensorboard": False, "report": False},
     }
     return lmforge.finetune(cfg).run_dir

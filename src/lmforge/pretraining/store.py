@@ -91,31 +91,40 @@ def _memmap(path: Path, dtype: Any) -> np.ndarray:
 
 
 class _Writer:
-    """Appends encoded documents to the array files of one store."""
+    """Appends encoded documents to the array files of one store, a chunk of documents at a time."""
 
     def __init__(self, path: Path, dtype: np.dtype, with_starts: bool) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path, self.dtype, self.with_starts = path, dtype, with_starts
         names = ["ids", "seg_start", "seg_end", "doc_end"] + (["starts"] if with_starts else [])
         self.files = {n: (path / f"{n}.bin").open("wb") for n in names}
+        self.pending: dict[str, list[np.ndarray]] = {n: [] for n in names}
         self.tokens = self.segments = self.docs = 0
 
     def add(self, segments: list[tuple[np.ndarray, np.ndarray | None]], separator: int) -> None:
-        """Write one document (its segments' ids and word starts) and a separator after it."""
+        """Queue one document (its segments' ids and word starts) and a separator after it."""
         lengths = np.array([len(ids) for ids, _ in segments], dtype=np.int64)
         ends = self.tokens + np.cumsum(lengths)
-        np.concatenate([ids for ids, _ in segments] + [np.array([separator])]).astype(self.dtype).tofile(self.files["ids"])
+        self.pending["ids"] += [ids for ids, _ in segments] + [np.array([separator])]
         if self.with_starts:
-            flags = [s if s is not None else np.ones(len(i), bool) for i, s in segments]
-            np.concatenate(flags + [np.ones(1, bool)]).astype(np.uint8).tofile(self.files["starts"])
-        (ends - lengths).tofile(self.files["seg_start"])
-        ends.tofile(self.files["seg_end"])
+            self.pending["starts"] += [s if s is not None else np.ones(len(i), bool) for i, s in segments] + [np.ones(1, bool)]
+        self.pending["seg_start"].append(ends - lengths)
+        self.pending["seg_end"].append(ends)
         self.segments += len(segments)
-        np.array([self.segments], dtype=np.int64).tofile(self.files["doc_end"])
+        self.pending["doc_end"].append(np.array([self.segments], dtype=np.int64))
         self.tokens = int(ends[-1]) + 1
         self.docs += 1
 
+    def flush(self) -> None:
+        """Write the queued documents (one write per file per chunk of documents)."""
+        types = {"ids": self.dtype, "starts": np.uint8}
+        for name, parts in self.pending.items():
+            if parts:
+                np.concatenate(parts).astype(types.get(name, np.int64), copy=False).tofile(self.files[name])
+                parts.clear()
+
     def close(self, meta: dict[str, Any]) -> None:
+        self.flush()
         for f in self.files.values():
             f.close()
         meta = {**meta, "dtype": self.dtype.name, "tokens": self.tokens, "segments": self.segments, "docs": self.docs,
@@ -220,6 +229,7 @@ def _write(cfg: CorpusConfig, tokenizer: Any, options: StoreOptions, root: Path)
         for split in ("train", "validation"):
             for segments in encoder.encode([doc for name, doc in chunk if name == split]):
                 writers[split].add(segments, options.separator)
+            writers[split].flush()
     counts["held_out"] = writers["validation"].docs
     for writer in writers.values():
         writer.close({"options": asdict(options)})
