@@ -59,8 +59,14 @@ def lmforge_run(corpus: Path, work: Path, steps: int) -> list[float]:
 def hf_run(texts: list[str], work: Path, steps: int) -> list[float]:
     """Seconds of each optimizer step of the run_mlm.py recipe."""
     from datasets import Dataset
-    from transformers import (AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from lmforge.zoo import resolve_model
 
@@ -77,7 +83,8 @@ def hf_run(texts: list[str], work: Path, steps: int) -> list[float]:
         total = (len(joined["input_ids"]) // SEQ) * SEQ
         return {k: [t[i:i + SEQ] for i in range(0, total, SEQ)] for k, t in joined.items()}
 
-    data = Dataset.from_dict({"text": texts}).map(tokenize, batched=True, remove_columns=["text"]).map(group_texts, batched=True)
+    data = Dataset.from_dict({"text": texts}).map(tokenize, batched=True, remove_columns=["text"])
+    data = data.map(group_texts, batched=True)
     times: list[float] = []
 
     class Clock(TrainerCallback):
@@ -87,9 +94,9 @@ def hf_run(texts: list[str], work: Path, steps: int) -> list[float]:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             times.append(time.perf_counter() - self.t)
 
-    args = TrainingArguments(output_dir=str(work / "hf_run"), per_device_train_batch_size=BATCH, max_steps=steps, learning_rate=LR,
-                             warmup_steps=0, weight_decay=0.01, logging_steps=10_000, save_strategy="no", report_to=[],
-                             use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
+    args = TrainingArguments(output_dir=str(work / "hf_run"), per_device_train_batch_size=BATCH, max_steps=steps,
+                             learning_rate=LR, warmup_steps=0, weight_decay=0.01, logging_steps=10_000, save_strategy="no",
+                             report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=[Clock()]).train()
     return times

@@ -98,7 +98,8 @@ def test_chat_template_is_applied_when_present(tiny_llama: Path, tmp_path: Path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
-    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}"
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<bot>{% endif %}")
     gen = Generator(AutoModelForCausalLM.from_pretrained(tiny_llama), tok)
     opts = gen.options(system="be brief")
     assert gen.prompt_text("hi", opts) == "<system>be brief<user>hi<bot>"

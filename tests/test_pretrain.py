@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import tiny_config, toy_rows, write_csv
-from test_pretraining_data import write_corpus
 
 import lmforge
+from conftest import tiny_config, toy_rows, write_csv
 from lmforge import config
 from lmforge.errors import ConfigError
 from lmforge.models.presets import preset_config
 from lmforge.pretraining.config import PretrainConfig
 from lmforge.recipes.pretrain import pretrain
+from test_pretraining_data import write_corpus
 
 
 def pretrain_config(model: dict[str, Any], corpus: Path, run: Path, **sections: dict[str, Any]) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def test_word_starts_follow_subwords_and_jieba(tiny_bert: Path) -> None:
     text = "hap 电影很好"
     enc = tok.backend_tokenizer.encode(text, add_special_tokens=False)
     starts = word_starts(enc, text, "jieba")
-    pieces = ["|" * bool(s) + t for t, s in zip(enc.tokens, starts)]
+    pieces = ["|" * bool(s) + t for t, s in zip(enc.tokens, starts, strict=True)]
     assert pieces == ["|h", "##a", "##p", "|电", "影", "|很", "|好"]  # jieba: 电影 / 很 / 好
     assert word_starts(enc, text, "chars")[3:].all()
 
@@ -181,7 +181,7 @@ def test_batches_resume_identically(tmp_path: Path, tiny_bert: Path, corpus: Pat
     source = SequenceSource(lambda epoch: seqs, batch_size=8, seed=3)
     full = [b for b, _ in source.batches(1, 0, 0, 1)]
     resumed = [b for b, _ in source.batches(1, 2, 0, 1)]
-    for a, b in zip(full[2:], resumed):
+    for a, b in zip(full[2:], resumed, strict=True):
         assert all((a[k] == b[k]).all() for k in a)
     halves = [b for rank in (0, 1) for b, _ in source.batches(1, 0, rank, 2)][:1]
     assert halves[0]["input_ids"].shape[0] == 4
