@@ -14,14 +14,17 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["train"])
     p.add_argument("--files", nargs="+", required=True, help="text files, folders, tables or zoo corpora")
     p.add_argument("--type", dest="kind", choices=["wordpiece", "bpe", "unigram"], default="wordpiece",
-                   help="wordpiece: BERT (Chinese one character per token); bpe: byte-level, GPT-style; unigram: SentencePiece-style")
+                   help="wordpiece: BERT (Chinese one character per token); bpe: byte-level, GPT-style; "
+                        "unigram: SentencePiece-style")
     p.add_argument("--vocab-size", type=int, default=30000)
     p.add_argument("--out", required=True, help="folder to write; AutoTokenizer.from_pretrained(OUT) loads it")
     p.add_argument("--min-frequency", type=int, default=2, help="pairs seen fewer times are not merged")
     p.add_argument("--lowercase", action="store_true", help="lowercase inside the tokenizer (and strip accents for WordPiece)")
-    p.add_argument("--normalize", choices=["nfkc", "nfc", "none"], default="nfkc", help="Unicode normalization inside the tokenizer")
+    p.add_argument("--normalize", choices=["nfkc", "nfc", "none"], default="nfkc",
+                   help="Unicode normalization inside the tokenizer")
     p.add_argument("--documents", choices=["line", "blank_line"], default="line", help="document boundaries in text files")
-    p.add_argument("--text-column", nargs="+", default=["text"], help="text column of CSV/TSV/JSONL/Parquet files (several names: tried in turn)")
+    p.add_argument("--text-column", nargs="+", default=["text"],
+                   help="text column of CSV/TSV/JSONL/Parquet files (several names: tried in turn)")
     p.add_argument("--max-length", type=int, default=512, help="model_max_length recorded in the tokenizer")
 
 
@@ -78,10 +81,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Generate for the prompts or the file."""
+    from lmforge import config as config_mod
     from lmforge.generation import GenerateConfig
     from lmforge.recipes.generate import generate_file, generate_prompts
-
-    from lmforge import config as config_mod
 
     options = config_mod.build(GenerateConfig, {
         "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,

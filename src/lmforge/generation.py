@@ -26,9 +26,9 @@ class GenerateConfig(Section):
     max_new_tokens: int = Field(128, ge=1, le=32768, description="Most tokens to generate per prompt.")
     temperature: float = Field(0.0, ge=0.0, le=100.0, description="Sampling temperature; 0 decodes greedily.")
     top_k: int | None = Field(None, ge=1, description="Sample only among the k most likely tokens.")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Sample only among the most likely tokens that make up probability p.")
-    repetition_penalty: float = Field(1.0, gt=0.0, description="Divide the scores of tokens already present by this (>1 repeats less).")
-    stop: list[str] = Field(default_factory=list, description="Stop when any of these strings appears; it is cut from the output.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Sample among the likeliest tokens making up probability p.")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="Divide scores of tokens already seen by this (>1 repeats less).")
+    stop: list[str] = Field(default_factory=list, description="Stop when one of these strings appears; cut it from the output.")
     seed: int | None = Field(None, description="Seed for sampling: the same seed and prompts give the same text.")
     chat: bool | None = Field(None, description="Wrap the prompt in the model's chat template; by default when it has one.")
     system: str | None = Field(None, description="System message for chat models.")
@@ -200,7 +200,7 @@ class Generator:
         outputs: list[str] = [""] * len(texts)
         for start in range(0, len(order), opts.batch_size):
             picked = order[start:start + opts.batch_size]
-            for i, text in zip(picked, self._decode_batch([texts[i] for i in picked], opts)):
+            for i, text in zip(picked, self._decode_batch([texts[i] for i in picked], opts), strict=True):
                 outputs[i] = text
         return outputs[0] if single else outputs
 

@@ -11,9 +11,10 @@ import csv
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -21,6 +22,7 @@ from lmforge.data.sources import FORMATS, detect_format
 from lmforge.errors import DataError
 
 log = logging.getLogger("lmforge.data")
+T = TypeVar("T")
 
 # Files a folder contributes besides the table formats: plain text under common names.
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst", ""}
@@ -57,7 +59,8 @@ def corpus_files(sources: list[str], fmt: str = "auto") -> list[CorpusFile]:
             found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))
                            and (p.suffix.lower() in FORMATS or p.suffix.lower() in TEXT_SUFFIXES))
             if not found:
-                raise DataError(f"folder {path} holds no text files (.txt, .csv, .tsv, .jsonl, .parquet); point data.train at the files")
+                raise DataError(f"folder {path} holds no text files (.txt, .csv, .tsv, .jsonl, .parquet); "
+                                "point data.train at the files")
             files += [CorpusFile(p, _format(p, fmt)) for p in found]
         else:
             files.append(CorpusFile(path, _format(path, fmt)))
@@ -166,8 +169,9 @@ def _parquet_documents(file: CorpusFile, wanted: Sequence[str]) -> Iterator[list
                 yield lines
 
 
-def read_documents(files: list[CorpusFile], documents: str = "line", text_column: str | Sequence[str] = "text", encoding: str = "utf-8",
-                   normalize: Callable[[str], str] | None = None, desc: str | None = "reading corpus") -> Iterator[list[str]]:
+def read_documents(files: list[CorpusFile], documents: str = "line", text_column: str | Sequence[str] = "text",
+                   encoding: str = "utf-8", normalize: Callable[[str], str] | None = None,
+                   desc: str | None = "reading corpus") -> Iterator[list[str]]:
     """Every document of ``files`` as a list of normalized, non-empty lines.
 
     Args:
@@ -198,6 +202,18 @@ def read_documents(files: list[CorpusFile], documents: str = "line", text_column
                 if lines:
                     yield lines
             bar.update(max(0, start + file.path.stat().st_size - bar.n))
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), without reading ahead further."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def split_sentences(line: str) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmforge.data.corpus import corpus_files, read_documents
+from lmforge.data.corpus import chunked, corpus_files, read_documents
 from lmforge.data.normalize import make_normalizer
 from lmforge.errors import LmforgeError
 from lmforge.registry import Registry
@@ -119,17 +119,6 @@ KINDS.add("unigram", TokenizerKind(
      "eos_token": "</s>", "mask_token": "<mask>"}, _build_unigram, _cls_sep_template))
 
 
-def _batches(lines: Iterator[str], size: int = 1000) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def train_tokenizer(files: list[str], out: str | Path, kind: str = "wordpiece", vocab_size: int = 30000,
                     min_frequency: int = 2, lowercase: bool = False, normalize: str = "nfkc", documents: str = "line",
                     text_column: str | list[str] = "text", max_length: int = 512, encoding: str = "utf-8") -> Any:
@@ -163,7 +152,7 @@ def train_tokenizer(files: list[str], out: str | Path, kind: str = "wordpiece", 
             seen["lines"] += len(doc)
             yield from doc
 
-    tok.train_from_iterator(_batches(lines()), trainer=trainer)
+    tok.train_from_iterator(chunked(lines(), 1000), trainer=trainer)
     if not seen["lines"]:
         raise LmforgeError(f"no text found in {', '.join(files)}; give files with at least one non-empty line")
     spec.post(tok, spec.specials)

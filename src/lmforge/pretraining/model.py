@@ -52,7 +52,8 @@ def _dropout(config: Any, cfg: PretrainModelConfig) -> None:
                 setattr(config, key, value)
 
 
-def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any, max_length: int) -> tuple[nn.Module, Objectives]:
+def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any,
+              max_length: int) -> tuple[nn.Module, Objectives]:
     """A randomly initialized model of ``cfg.arch`` and ``cfg.size`` for ``tokenizer``."""
     from transformers import AutoModelForCausalLM, AutoModelForPreTraining
 
@@ -85,13 +86,15 @@ def continued_model(cfg: PretrainModelConfig, objective: ObjectiveConfig) -> tup
     model, info = from_pretrained(auto, source, output_loading_info=True, **kwargs)
     missing = sorted(k for k in info.get("missing_keys", ()) if any(h in k for h in _HEAD_KEYS))
     if missing and objectives.mlm:
-        tied = model.get_output_embeddings() is not None and model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        output = model.get_output_embeddings()
+        tied = output is not None and output.weight is model.get_input_embeddings().weight
         log.warning("%s has no masked-LM head: created one (%d new tensors%s); it learns during this run",
                     cfg.name, len(missing), ", output layer tied to the word embeddings" if tied else "")
     return model, objectives, source
 
 
-def build_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any, max_length: int) -> tuple[nn.Module, Objectives]:
+def build_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any,
+                max_length: int) -> tuple[nn.Module, Objectives]:
     """The model to pretrain and its objectives (new from a preset, or continued from a checkpoint)."""
     if cfg.arch:
         model, objectives = new_model(cfg, objective, tokenizer, max_length)

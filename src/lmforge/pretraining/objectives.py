@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,8 +93,8 @@ class PretrainingModel(nn.Module):
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label)
             result.loss = result.loss + nsp_loss
             n = torch.tensor(float(len(next_sentence_label)), device=nsp_logits.device)
-            result.stats |= {"nsp_loss": nsp_loss.detach() * n, "nsp_correct": _count(nsp_logits.argmax(-1) == next_sentence_label),
-                             "nsp_count": n}
+            correct = _count(nsp_logits.argmax(-1) == next_sentence_label)
+            result.stats |= {"nsp_loss": nsp_loss.detach() * n, "nsp_correct": correct, "nsp_count": n}
         return result
 
     def _mlm_stats(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> PretrainOutput:

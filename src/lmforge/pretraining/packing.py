@@ -142,6 +142,7 @@ class PackedSequences:
         starts = None
         if self.store.starts is not None:
             s0, s1 = self.spans
-            starts, _ = _padded([np.asarray(self.store.starts[s0[i]:s1[i]], dtype=bool) for i in index], 1, 1 if self.prefix_id is not None else None)
+            flags = [np.asarray(self.store.starts[s0[i]:s1[i]], dtype=bool) for i in index]
+            starts, _ = _padded(flags, 1, None if self.prefix_id is None else 1)
         inputs, labels = self.masker(ids, starts, rng)
         return finish_batch(inputs, lengths, labels)

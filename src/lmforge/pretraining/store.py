@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.data.corpus import corpus_files, read_documents, split_sentences
+from lmforge.data.corpus import chunked, corpus_files, read_documents, split_sentences
 from lmforge.data.normalize import make_normalizer
 from lmforge.data.tokenize import tokenizer_fingerprint
 from lmforge.errors import DataError
@@ -189,17 +189,6 @@ def _documents(cfg: CorpusConfig, sources: list[str]) -> Iterator[list[str]]:
                               desc="tokenizing corpus")
 
 
-def _chunks(docs: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
-    chunk: list[list[str]] = []
-    for doc in docs:
-        chunk.append(doc)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _write(cfg: CorpusConfig, tokenizer: Any, options: StoreOptions, root: Path) -> dict[str, int]:
     """Stream the corpus into ``root/train`` and ``root/validation``; returns counts of what was kept."""
     dtype = np.dtype(np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32)
@@ -225,7 +214,7 @@ def _write(cfg: CorpusConfig, tokenizer: Any, options: StoreOptions, root: Path)
         if cfg.validation:
             yield from (("validation", doc) for doc in _documents(cfg, cfg.validation))
 
-    for chunk in _chunks(kept(), CHUNK_DOCS):
+    for chunk in chunked(kept(), CHUNK_DOCS):
         for split in ("train", "validation"):
             for segments in encoder.encode([doc for name, doc in chunk if name == split]):
                 writers[split].add(segments, options.separator)

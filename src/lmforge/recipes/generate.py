@@ -22,7 +22,7 @@ def read_prompts(path: str | Path, column: str = "prompt") -> list[str]:
     if column not in table.columns:
         raise DataError(f"{path} has no column '{column}' (columns: {', '.join(table.columns)}); pass --column NAME")
     prompts = [str(row.get(column) or "") for row in table.rows]
-    for prompt, line in zip(prompts, table.lines):
+    for prompt, line in zip(prompts, table.lines, strict=True):
         if not prompt.strip():
             raise DataError(f"{path}, line {line}: empty prompt in column '{column}'; fill it in or delete the row")
     return prompts
@@ -40,7 +40,7 @@ def generate_file(model: str | Generator, source: str | Path, out: str | Path, o
     outputs = generator.generate(prompts, options)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with Path(out).open("w", encoding="utf-8") as f:
-        for prompt, output in zip(prompts, outputs):
+        for prompt, output in zip(prompts, outputs, strict=True):
             f.write(json.dumps({"prompt": prompt, "output": output}, ensure_ascii=False) + "\n")
     return len(prompts)
 

@@ -34,10 +34,10 @@ from lmforge.pretraining.objectives import (
     pretrain_loss,
     unused_parameters,
 )
-from lmforge.pretraining.packing import PackedSequences, SequenceSource, Sequences, document_spans, packed_spans
+from lmforge.pretraining.packing import PackedSequences, Sequences, SequenceSource, document_spans, packed_spans
 from lmforge.pretraining.store import StoreOptions, TokenStore, build_stores
-from lmforge.recipes.finetune import _shared_run_directory, add_file_log
-from lmforge.training.loop import fit, make_accelerator
+from lmforge.recipes.finetune import open_run
+from lmforge.training.loop import fit
 
 log = logging.getLogger("lmforge.pretrain")
 EVAL_SEED = 1234
@@ -128,15 +128,8 @@ def pretrain(config: Any, overrides: list[str] | None = None, resume: bool = Fal
         resume: Continue the run from its newest checkpoint.
     """
     cfg = config_mod.load(PretrainConfig, config, overrides)
-    acc = make_accelerator(cfg.train)
-    run_dir = _shared_run_directory(cfg.output, resume, acc)
-    handler = add_file_log(run_dir) if acc.is_main_process else None
-    try:
+    with open_run(cfg.output, cfg.train, resume) as (acc, run_dir):
         return _pretrain(cfg, acc, run_dir, resume)
-    finally:
-        if handler:
-            logging.getLogger("lmforge").removeHandler(handler)
-            handler.close()
 
 
 def _cache_root(cfg: PretrainConfig, run_dir: Path) -> Path:
@@ -155,12 +148,15 @@ def _pretrain(cfg: PretrainConfig, acc: Any, run_dir: Path, resume: bool) -> Pre
     model, objectives = build_model(cfg.model, cfg.objective, tokenizer, cfg.data.max_length)
     log.info("objectives: %s", describe(objectives))
     with acc.main_process_first():
-        train_store, held_store = build_stores(cfg.data, tokenizer, store_options(cfg, objectives, tokenizer), _cache_root(cfg, run_dir))
-    source = SequenceSource(sequences_for(train_store, cfg, objectives, tokenizer, cfg.train.seed), cfg.train.batch_size, cfg.train.seed)
+        options = store_options(cfg, objectives, tokenizer)
+        train_store, held_store = build_stores(cfg.data, tokenizer, options, _cache_root(cfg, run_dir))
+    sequences = sequences_for(train_store, cfg, objectives, tokenizer, cfg.train.seed)
+    source = SequenceSource(sequences, cfg.train.batch_size, cfg.train.seed)
     log.info("%d training sequences of up to %d tokens per epoch", len(source.of_epoch(0)), cfg.data.max_length)
     evaluate = None
     if held_store.num_docs:
-        held = SequenceSource(sequences_for(held_store, cfg, objectives, tokenizer, EVAL_SEED), cfg.train.eval_batch_size, EVAL_SEED)
+        held_sequences = sequences_for(held_store, cfg, objectives, tokenizer, EVAL_SEED)
+        held = SequenceSource(held_sequences, cfg.train.eval_batch_size, EVAL_SEED)
         eval_data = held.fixed_batches(cfg.data.max_eval_sequences)
         evaluate = lambda m: evaluate_batches(m, eval_data)  # noqa: E731
     else:
@@ -184,7 +180,8 @@ def _finish(cfg: PretrainConfig, acc: Any, run_dir: Path, result: Any, tokenizer
         log.warning("run interrupted; continue it with: lmforge pretrain <config> --resume")
         return PretrainResult(run_dir, result.status, objectives=objectives.names())
     if result.status == "diverged":
-        raise LmforgeError(f"training diverged (loss became nan or inf) at step {result.state.step + 1}; see {run_dir / 'train.log'}")
+        raise LmforgeError(f"training diverged (loss became nan or inf) at step {result.state.step + 1}; "
+                           f"see {run_dir / 'train.log'}")
     if not acc.is_main_process:
         return PretrainResult(run_dir, result.status, objectives=objectives.names())
     save_pretrained(run_dir / "model", result.model.model, tokenizer, cfg, objectives)
@@ -195,7 +192,8 @@ def _finish(cfg: PretrainConfig, acc: Any, run_dir: Path, result: Any, tokenizer
         (run_dir / "eval_results.json").write_text(json.dumps({"validation": metrics}, indent=2), encoding="utf-8")
         log.info("held-out metrics:\n%s", format_table(metrics))
     if cfg.output.report:
-        write_report(run_dir, {"validation": metrics} if metrics else {}, f"lmforge pretraining: {cfg.output.name}", config_mod.dump(cfg))
+        final = {"validation": metrics} if metrics else {}
+        write_report(run_dir, final, f"lmforge pretraining: {cfg.output.name}", config_mod.dump(cfg))
     if not cfg.data.cache:
         shutil.rmtree(run_dir / "tokens", ignore_errors=True)
     log.info("run saved to %s (model in %s; fine-tune it with model.name=%s)", run_dir, run_dir / "model", run_dir)
