@@ -140,3 +140,19 @@ def test_config_errors_are_one_line(tiny_bert: Path, tiny_llama: Path, corpus: P
         pretrain(pretrain_config({"name": str(tiny_bert)}, corpus, tmp_path / "a", objective={"clm": True}))
     with pytest.raises(ConfigError, match="objective.mlm needs an encoder"):
         pretrain(pretrain_config({"name": str(tiny_llama)}, corpus, tmp_path / "b", objective={"mlm": True}))
+
+
+@pytest.mark.slow
+def test_minilm_continues_pretraining_on_real_text(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from conftest import shared_data
+
+    source = shared_data("financial_phrasebank", "train.csv")
+    cfg = {"data": {"train": [str(source)], "max_length": 64, "max_documents": 400, "cache": False},
+           "model": {"name": "minilm-l6"},
+           "train": {"max_steps": 3, "batch_size": 8, "lr": 1e-4, "log_every": 1},
+           "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "report": False}}
+    with caplog.at_level(logging.WARNING, logger="lmforge"):
+        result = pretrain(cfg)
+    assert any("minilm-l6 has no masked-LM head" in r.message for r in caplog.records)
+    assert result.status == "completed" and 0 <= result.metrics["mlm_accuracy"] <= 1
+    assert (result.run_dir / "model" / "model.safetensors").is_file()
