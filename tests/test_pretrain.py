@@ -156,3 +156,16 @@ def test_minilm_continues_pretraining_on_real_text(tmp_path: Path, caplog: pytes
     assert any("minilm-l6 has no masked-LM head" in r.message for r in caplog.records)
     assert result.status == "completed" and 0 <= result.metrics["mlm_accuracy"] <= 1
     assert (result.run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_cli_pretrain_with_overrides(tiny_bert: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from lmforge.cli import main
+
+    path = tmp_path / "pre.yaml"
+    path.write_text(yaml.safe_dump(pretrain_config({"name": str(tiny_bert)}, corpus, tmp_path / "run")), encoding="utf-8")
+    assert main(["pretrain", str(path), "train.max_steps=3", "objective.whole_word_masking=false"]) == 0
+    assert "fine-tune it with model.name=" in capsys.readouterr().out
+    assert len(train_losses(tmp_path / "run")) == 3
+    assert main(["pretrain", str(path), "objective.mask_probability=2"]) == 2

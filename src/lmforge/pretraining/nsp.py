@@ -31,6 +31,7 @@ class PairPlan:
         self.randoms = 0
 
     def add(self, a: tuple[int, int], b: tuple[int, int], is_random: bool) -> None:
+        """Append one pair."""
         for column, value in zip((self.a0, self.a1, self.b0, self.b1, self.random), (*a, *b, int(is_random)), strict=True):
             column.append(value)
         self.randoms += int(is_random)

@@ -124,6 +124,7 @@ class _Writer:
                 parts.clear()
 
     def close(self, meta: dict[str, Any]) -> None:
+        """Write what is queued, close the files, and write ``meta.json`` (counts, dtype) last."""
         self.flush()
         for f in self.files.values():
             f.close()
@@ -157,6 +158,7 @@ class _Encoder:
         self.options = options
 
     def encode(self, docs: list[list[str]]) -> Iterator[list[tuple[np.ndarray, np.ndarray | None]]]:
+        """Per document, its non-empty segments as (ids, word starts); documents with no tokens are skipped."""
         texts = [_segments_of(doc, self.options.segments) for doc in docs]
         flat = [t for segs in texts for t in segs]
         encodings = iter(self.backend.encode_batch(flat, add_special_tokens=False) if flat else [])

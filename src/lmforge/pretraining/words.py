@@ -30,7 +30,7 @@ def _jieba() -> Any:
     except ImportError:
         from lmforge.errors import LmforgeError
 
-        raise LmforgeError("Chinese whole-word masking needs jieba: pip install jieba "
+        raise LmforgeError("Chinese whole-word masking needs jieba: pip install 'lmforge[chinese]' "
                            "(or set objective.chinese_words=chars)") from None
     jieba.setLogLevel(logging.WARNING)
     return jieba
