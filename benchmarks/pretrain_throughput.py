@@ -57,7 +57,7 @@ def lmforge_run(corpus: Path, work: Path, steps: int) -> list[float]:
 
 
 def hf_run(texts: list[str], work: Path, steps: int) -> list[float]:
-    """Seconds of each optimizer step of the run_mlm.py recipe."""
+    """Seconds of each optimizer step of the run_mlm.py recipe (from one step's end to the next)."""
     from datasets import Dataset
     from transformers import (
         AutoModelForMaskedLM,
@@ -85,21 +85,22 @@ def hf_run(texts: list[str], work: Path, steps: int) -> list[float]:
 
     data = Dataset.from_dict({"text": texts}).map(tokenize, batched=True, remove_columns=["text"])
     data = data.map(group_texts, batched=True)
-    times: list[float] = []
+    ends: list[float] = []
 
     class Clock(TrainerCallback):
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.t = time.perf_counter()
+        # From one step's end to the next: batch collation (masking) included, as on lmforge's side.
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            ends.append(time.perf_counter())
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            times.append(time.perf_counter() - self.t)
+            ends.append(time.perf_counter())
 
     args = TrainingArguments(output_dir=str(work / "hf_run"), per_device_train_batch_size=BATCH, max_steps=steps,
                              learning_rate=LR, warmup_steps=0, weight_decay=0.01, logging_steps=10_000, save_strategy="no",
                              report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=[Clock()]).train()
-    return times
+    return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
 def write_big_corpus(path: Path, size: int, texts: list[str]) -> None:
