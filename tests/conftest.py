@@ -13,7 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# LMFORGE_SHARED_DATA points elsewhere when the checkout is not a sibling of shared/ (e.g. a git worktree).
+SHARED_DATA = Path(os.environ.get("LMFORGE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 POSITIVE = ["good", "great", "fine", "nice", "happy"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "boring"]
 FILLER = ["the", "a", "movie", "film", "was", "is", "very", "plot", "actor", "story", "it", "this"]
@@ -46,6 +47,36 @@ def build_tiny_bert(path: Path, seed: int = 0) -> Path:
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random BERT (built once per test session)."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def build_tiny_llama(path: Path, seed: int = 0) -> Path:
+    """A 2-layer, hidden-32 Llama decoder with a byte-level BPE tokenizer (trained on the toy words), saved to ``path``."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([r["text"] for r in toy_rows(200)], trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                        pad_token="<pad>", model_max_length=256)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Llama decoder with a byte-level BPE tokenizer (built once per test session)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def toy_rows(n: int, seed: int = 0) -> list[dict[str, str]]:

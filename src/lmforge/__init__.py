@@ -21,4 +21,18 @@ def load(run: Any, device: str | None = None) -> Any:
     return load_run(run, device)
 
 
-__all__ = ["__version__", "finetune", "load"]
+def pretrain(config: Any, overrides: list[str] | None = None, resume: bool = False) -> Any:
+    """Pretrain or continue pretraining as ``config`` says (YAML, dict or PretrainConfig); see :mod:`lmforge.recipes.pretrain`."""
+    from lmforge.recipes.pretrain import pretrain as run
+
+    return run(config, overrides, resume)
+
+
+def generate(model: str, prompts: Any, **options: Any) -> Any:
+    """Continue ``prompts`` with a causal LM (zoo name, folder or run); see :mod:`lmforge.generation`."""
+    from lmforge.generation import generate as run
+
+    return run(model, prompts, **options)
+
+
+__all__ = ["__version__", "finetune", "generate", "load", "pretrain"]

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from lmforge import cli_pretrain
 from lmforge.errors import LmforgeError
 
 
@@ -131,6 +132,9 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[a
     "predict": (_add_predict, _predict),
     "zoo": (_add_zoo, _zoo),
     "config": (_add_config, _config),
+    "tokenizer": (cli_pretrain.add_tokenizer, cli_pretrain.run_tokenizer),
+    "pretrain": (cli_pretrain.add_pretrain, cli_pretrain.run_pretrain),
+    "generate": (cli_pretrain.add_generate, cli_pretrain.run_generate),
 }
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmforge import config as config_mod
 from lmforge.artifact import save_model
-from lmforge.config import FinetuneConfig, OutputConfig
+from lmforge.config import FinetuneConfig, OutputConfig, TrainConfig
 from lmforge.data.dataset import Split, SplitSource
 from lmforge.data.pipeline import labeled_splits, to_split
 from lmforge.errors import LmforgeError
@@ -73,6 +75,20 @@ def add_file_log(run_dir: Path) -> logging.Handler:
     if root.getEffectiveLevel() > logging.INFO:  # the file gets the full story even when the console is quiet
         root.setLevel(logging.INFO)
     return handler
+
+
+@contextlib.contextmanager
+def open_run(output: OutputConfig, train: TrainConfig, resume: bool) -> Iterator[tuple[Any, Path]]:
+    """The accelerator and run directory of a training recipe, with lmforge's log mirrored into the run."""
+    acc = make_accelerator(train)
+    run_dir = _shared_run_directory(output, resume, acc)
+    handler = add_file_log(run_dir) if acc.is_main_process else None
+    try:
+        yield acc, run_dir
+    finally:
+        if handler:
+            logging.getLogger("lmforge").removeHandler(handler)
+            handler.close()
 
 
 def token_cache_dir() -> Path:
@@ -149,15 +165,8 @@ def finetune(config: Any, overrides: list[str] | None = None, resume: bool = Fal
     from accelerate.utils import set_seed
 
     cfg = config_mod.load(FinetuneConfig, config, overrides)
-    acc = make_accelerator(cfg.train)
-    run_dir = _shared_run_directory(cfg.output, resume, acc)
-    handler = add_file_log(run_dir) if acc.is_main_process else None
-    try:
+    with open_run(cfg.output, cfg.train, resume) as (acc, run_dir):
         return _finetune(cfg, acc, run_dir, resume, set_seed)
-    finally:
-        if handler:
-            logging.getLogger("lmforge").removeHandler(handler)
-            handler.close()
 
 
 def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any) -> FinetuneResult:

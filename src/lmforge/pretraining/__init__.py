@@ -1,0 +1,1 @@
+"""Self-supervised pretraining: corpus stores, masking, sentence pairs, packing, objectives."""

@@ -1,0 +1,59 @@
+"""``lmforge generate``: prompts from the command line (streamed) or a file (batched) -> text."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from lmforge.data.sources import read_table
+from lmforge.errors import DataError
+from lmforge.generation import GenerateConfig, Generator
+
+log = logging.getLogger("lmforge")
+
+
+def read_prompts(path: str | Path, column: str = "prompt") -> list[str]:
+    """Prompts of a file: one per line in text files, the ``column`` of CSV, TSV, JSONL or Parquet rows."""
+    table = read_table(path)
+    if table.columns == ["text"] and column not in table.columns:
+        column = "text"  # plain text: every line is a prompt
+    if column not in table.columns:
+        raise DataError(f"{path} has no column '{column}' (columns: {', '.join(table.columns)}); pass --column NAME")
+    prompts = [str(row.get(column) or "") for row in table.rows]
+    for prompt, line in zip(prompts, table.lines, strict=True):
+        if not prompt.strip():
+            raise DataError(f"{path}, line {line}: empty prompt in column '{column}'; fill it in or delete the row")
+    return prompts
+
+
+def generate_file(model: str | Generator, source: str | Path, out: str | Path, options: GenerateConfig,
+                  column: str = "prompt") -> int:
+    """Generate for every prompt of ``source`` and write ``{"prompt", "output"}`` JSON lines to ``out``, in order.
+
+    Returns:
+        The number of prompts.
+    """
+    generator = model if isinstance(model, Generator) else Generator.load(model)
+    prompts = read_prompts(source, column)
+    outputs = generator.generate(prompts, options)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with Path(out).open("w", encoding="utf-8") as f:
+        for prompt, output in zip(prompts, outputs, strict=True):
+            f.write(json.dumps({"prompt": prompt, "output": output}, ensure_ascii=False) + "\n")
+    return len(prompts)
+
+
+def generate_prompts(model: str, prompts: list[str], options: GenerateConfig, stream: bool = True) -> list[str]:
+    """Generate for each prompt in turn, printing tokens as they come when ``stream``."""
+    generator = Generator.load(model)
+    outputs: list[str] = []
+    for prompt in prompts:
+        text: Any = generator.generate(prompt, options, stream=stream)
+        if stream:
+            print(flush=True)
+        else:
+            print(text, flush=True)
+        outputs.append(text)
+    return outputs
