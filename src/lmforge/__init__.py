@@ -21,4 +21,11 @@ def load(run: Any, device: str | None = None) -> Any:
     return load_run(run, device)
 
 
-__all__ = ["__version__", "finetune", "load"]
+def load_adapters(runs: dict[str, Any], device: str | None = None) -> Any:
+    """Load several adapter runs (name -> run) over one shared base model; see :mod:`lmforge.tuning.adapter_set`."""
+    from lmforge.tuning.adapter_set import load_adapters as load_set
+
+    return load_set(runs, device)
+
+
+__all__ = ["__version__", "finetune", "load", "load_adapters"]

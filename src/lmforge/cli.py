@@ -67,6 +67,20 @@ def _zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from lmforge.recipes.merge import merge
+
+    print(f"merged model saved to {merge(args.run, args.out, args.overwrite)}")
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="fold a LoRA/IA3/BitFit run into its base model's weights")
+    p.add_argument("run", help="adapter run directory")
+    p.add_argument("--out", required=True, help="folder for the merged model (plain transformers format)")
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on labeled text")
     p.add_argument("config", help="YAML config (see configs/)")
@@ -108,6 +122,7 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[a
     "evaluate": (_add_evaluate, _evaluate),
     "predict": (_add_predict, _predict),
     "zoo": (_add_zoo, _zoo),
+    "merge": (_add_merge, _merge),
 }
 
 
