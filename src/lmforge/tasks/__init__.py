@@ -2,5 +2,6 @@
 
 from lmforge.tasks.base import TASKS, Task, get_task
 from lmforge.tasks import classification  # noqa: F401  (registers its tasks)
+from lmforge.tasks import instruct  # noqa: F401  (registers its tasks)
 
 __all__ = ["TASKS", "Task", "get_task"]
