@@ -177,7 +177,7 @@ def test_peft_adapter_loads_with_plain_peft(method: str, trained: Any, tiny_bert
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     with torch.no_grad():
         probs = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.softmax(-1).numpy()
-    for row, p in zip(ours, probs):
+    for row, p in zip(ours, probs, strict=True):
         assert row["probabilities"]["positive"] == pytest.approx(float(p[1]), abs=1e-5)
 
 

@@ -86,7 +86,7 @@ def encode(tokenizer: Any, prompts: list[str], answers: list[str] | None, max_le
     prompt_ids = _ids(tokenizer, prompts, special)
     answer_ids = _ids(tokenizer, answers, False) if answers is not None else [[] for _ in prompts]
     rows, lengths, cut = [], [], 0
-    for p, a in zip(prompt_ids, answer_ids):
+    for p, a in zip(prompt_ids, answer_ids, strict=True):
         fp, fa = fit_length(p, a, max_length)
         cut += (len(fp), len(fa)) != (len(p), len(a))
         rows.append(fp + fa)
@@ -160,7 +160,7 @@ def answer_nll(model: nn.Module, split: ChatSplit, batch_size: int) -> np.ndarra
         for index in eval_batches(split.lengths, batch_size):
             starts = [int(split.prompt_lengths[i]) for i in index]
             out[index, 0] = -sequence_logprobs(model, [ids[i] for i in index], starts, split.pad_id)
-            out[index, 1] = [len(ids[i]) - s for i, s in zip(index, starts)]
+            out[index, 1] = [len(ids[i]) - s for i, s in zip(index, starts, strict=True)]
     return out
 
 
@@ -187,6 +187,6 @@ def generate(model: nn.Module, tokenizer: Any, split: ChatSplit, batch_size: int
             tokens, mask = _pad([ids[i][:split.prompt_lengths[i]] for i in index], split.pad_id, left=True)
             out = model.generate(input_ids=tokens.to(device), attention_mask=mask.to(device), do_sample=False,
                                  max_new_tokens=max_new_tokens, eos_token_id=split.stop_ids, pad_token_id=split.pad_id)
-            for i, row in zip(index, out[:, tokens.shape[1]:].cpu().tolist()):
+            for i, row in zip(index, out[:, tokens.shape[1]:].cpu().tolist(), strict=True):
                 answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     return answers

@@ -79,7 +79,7 @@ class _ChatTask:
         """Rendered prompt texts of every example."""
         pairs = examples.pairs or [None] * len(examples)
         return [chat.render(tokenizer, fill(template, t, p, labels), self.cfg.system_prompt, None)[0]
-                for t, p in zip(examples.texts, pairs)]
+                for t, p in zip(examples.texts, pairs, strict=True)]
 
     def answers(self, texts: list[str], tokenizer: Any) -> list[str]:
         """Answer texts as the chat template ends them."""

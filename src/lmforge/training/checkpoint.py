@@ -115,7 +115,7 @@ def frozen_names(model: nn.Module) -> set[str]:
 def _drop_frozen(models: list[nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
     # Frozen weights never change, so a checkpoint of an adapter run holds only what trains:
     # kilobytes instead of the whole base model. Loading leaves the frozen ones as they are.
-    for i, (model, state) in enumerate(zip(models, weights)):
+    for i, (model, state) in enumerate(zip(models, weights, strict=True)):
         frozen = frozen_names(model)
         if frozen:
             weights[i] = {k: v for k, v in state.items() if k not in frozen}

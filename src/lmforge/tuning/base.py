@@ -177,7 +177,8 @@ def load_tensors(model: nn.Module, path: Path) -> None:
     with torch.no_grad():
         for name, value in state.items():
             if params[name].shape != value.shape:
-                raise LmforgeError(f"{file}: {name} has shape {tuple(value.shape)}, the model expects {tuple(params[name].shape)}")
+                raise LmforgeError(f"{file}: {name} has shape {tuple(value.shape)}, "
+                                   f"the model expects {tuple(params[name].shape)}")
             params[name].copy_(value)
 
 
