@@ -13,7 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data from the repository root, or one level further up from a worktree under wt/.
+SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:4] if (p / "shared" / "data").is_dir()),
+                   Path(__file__).resolve().parents[2] / "shared" / "data")
 POSITIVE = ["good", "great", "fine", "nice", "happy"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "boring"]
 FILLER = ["the", "a", "movie", "film", "was", "is", "very", "plot", "actor", "story", "it", "this"]

@@ -15,24 +15,21 @@ from lmforge.config import TuningConfig
 from lmforge.tuning.base import METHODS
 from lmforge.tuning.peft_method import PeftMethod, model_type, task_type
 
-# Where 'auto' puts LoRA: every projection of attention and the feed-forward block. On
-# encoders this beats query/value alone by several points at the same parameter budget.
+# Where 'auto' puts LoRA on decoders: every projection of attention and the feed-forward
+# block (the QLoRA recipe). Other architectures get peft's per-architecture choice, the
+# query and value projections of the LoRA paper, which on MiniLM keeps most of the accuracy
+# at a third of the trained parameters, backward time and activation memory of all-linear.
+DECODER_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 AUTO_TARGETS: dict[str, list[str]] = {
-    "bert": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "roberta": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "xlm-roberta": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
-    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    **{name: DECODER_TARGETS for name in ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2")},
+    "distilbert": ["q_lin", "v_lin"],
 }
 
 
 class LoraOptions(TuningConfig):
     """Options of ``tuning.method: lora``."""
 
-    default_lr: ClassVar[float] = 1e-3
+    default_lr: ClassVar[float] = 2e-3
     r: int = Field(8, ge=1, description="Rank of the update.")
     alpha: float = Field(16.0, gt=0, description="The update is scaled by alpha/r (alpha/sqrt(r) with rslora).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the input of the LoRA branch.")
@@ -47,7 +44,10 @@ def targets(spec: str | list[str], model: nn.Module) -> str | list[str]:
     """The ``target_modules`` peft gets for ``spec`` on ``model``."""
     if spec != "auto":
         return spec
-    return AUTO_TARGETS.get(model_type(model), "all-linear")
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
+    kind = model_type(model)
+    return AUTO_TARGETS.get(kind) or PEFT_TARGETS.get(kind) or "all-linear"
 
 
 def _config(options: Any, model: nn.Module, head: list[str]) -> Any:

@@ -7,6 +7,8 @@ The task head travels through peft's ``modules_to_save``, so the saved folder
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,14 @@ def model_type(model: nn.Module) -> str:
 ConfigBuilder = Callable[[TuningConfig, nn.Module, list[str]], Any]
 
 
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Hide the FutureWarning peft 0.21 triggers by reading a renamed transformers-5 attribute."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 @dataclass
 class PeftMethod:
     """A tuning method that builds a peft config from our options.
@@ -63,7 +73,8 @@ class PeftMethod:
 
         if self.prepare is not None:
             self.prepare(model)
-        return get_peft_model(model, self.build(options, model, head))
+        with quiet_peft():
+            return get_peft_model(model, self.build(options, model, head))
 
     def save(self, model: nn.Module, out: Path) -> None:
         """peft's ``save_pretrained``: the adapter config and weights, the head included."""
@@ -76,7 +87,8 @@ class PeftMethod:
 
         if self.prepare is not None:
             self.prepare(model)
-        return PeftModel.from_pretrained(model, str(path))
+        with quiet_peft():
+            return PeftModel.from_pretrained(model, str(path))
 
     def merge(self, model: nn.Module) -> nn.Module:
         """peft's ``merge_and_unload``: the base model with the update in its weights and the trained head."""
