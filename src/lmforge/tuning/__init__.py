@@ -44,8 +44,9 @@ def summary(model: nn.Module, options: TuningConfig | None) -> dict[str, Any]:
     """Method, options and parameter counts of a tuned model, logged in one line."""
     options = options or TuningConfig()
     counts = parameter_counts(model)
-    log.info("tuning: %s, %s of %s parameters trainable (%.3f%%)", options.method, f"{counts['trainable_parameters']:,}",
-             f"{counts['total_parameters']:,}", 100 * counts["trainable_share"])
+    base = getattr(model, "get_base_model", lambda: model)()
+    log.info("tuning: %s on %s, %s of %s parameters trainable (%.3f%%)", options.method, type(base).__name__,
+             f"{counts['trainable_parameters']:,}", f"{counts['total_parameters']:,}", 100 * counts["trainable_share"])
     return {"method": options.method, "options": options.model_dump(mode="json"), **counts}
 
 
