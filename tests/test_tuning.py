@@ -30,7 +30,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "lora": {"method": "lora", "r": 4},
     "dora": {"method": "lora", "r": 4, "dora": True, "rslora": True, "target_modules": "all-linear"},
     "ia3": {"method": "ia3"},
-    "prompt": {"method": "prompt", "num_virtual_tokens": 4},
+    "prompt": {"method": "prompt", "num_virtual_tokens": 4, "init": "vocab"},
     "ptuning": {"method": "ptuning", "num_virtual_tokens": 4, "encoder_hidden_size": 16},
     "prefix": {"method": "prefix", "num_virtual_tokens": 4},
     "bitfit": {"method": "bitfit"},

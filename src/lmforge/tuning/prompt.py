@@ -17,7 +17,8 @@ class PromptOptions(TuningConfig):
 
     default_lr: ClassVar[float] = 3e-2
     num_virtual_tokens: int = Field(20, ge=1, le=512, description="Virtual tokens put before every input.")
-    init: Literal["random", "text"] = Field("random", description="Start from random embeddings or from those of init_text.")
+    init: Literal["random", "vocab", "text"] = Field(
+        "random", description="Start from random embeddings, from embeddings of random vocabulary tokens, or from init_text's.")
     init_text: str | None = Field(None, description="Text whose token embeddings start the prompt when init is 'text'.")
 
     @model_validator(mode="after")
@@ -30,10 +31,11 @@ class PromptOptions(TuningConfig):
 def _config(options: Any, model: nn.Module, head: list[str]) -> Any:
     from peft import PromptTuningConfig
 
-    text = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": options.init_text,
-            "tokenizer_name_or_path": model.config._name_or_path} if options.init == "text" else {}
+    init: dict[str, Any] = {"prompt_tuning_init": options.init.upper().replace("VOCAB", "SAMPLE_VOCAB")}
+    if options.init == "text":
+        init |= {"prompt_tuning_init_text": options.init_text, "tokenizer_name_or_path": model.config._name_or_path}
     return PromptTuningConfig(task_type=task_type(model), num_virtual_tokens=options.num_virtual_tokens,
-                              modules_to_save=list(head) or None, **text)
+                              modules_to_save=list(head) or None, **init)
 
 
 METHODS.add("prompt", PeftMethod("prompt", PromptOptions, _config))
