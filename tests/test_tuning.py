@@ -243,3 +243,14 @@ def test_build_model_unchanged_for_full(tiny_bert: Path) -> None:
 
     model = get_task(TaskConfig()).build_model(str(tiny_bert), LabelSpace("single", ["a", "b"]), ModelConfig())
     assert apply_tuning(model, None) is model and all(p.requires_grad for p in model.parameters())
+
+
+def test_lora_auto_targets_per_architecture(tiny_bert: Path, tiny_llama: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from lmforge.tuning.lora import targets
+
+    assert targets("auto", AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)) == ["query", "value"]
+    assert set(targets("auto", AutoModelForCausalLM.from_pretrained(tiny_llama))) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert targets(["query"], None) == ["query"]
