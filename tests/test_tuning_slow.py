@@ -23,8 +23,8 @@ def test_lora_minilm_sst2_small_adapter_and_exact_merge(tmp_path: Path) -> None:
     from lmforge.recipes.merge import merge
 
     train, dev = shared_data("sst2", "train.tsv"), shared_data("sst2", "dev.tsv")
-    cfg = {"data": {"train": str(train), "validation": str(dev), "text_column": "sentence", "max_train_samples": 1500,
-                    "max_eval_samples": 400, "max_length": 48},
+    cfg = {"data": {"train": str(train), "validation": str(dev), "text_column": "sentence", "max_train_samples": 1000,
+                    "max_eval_samples": 300, "max_length": 48},
            "model": {"name": "minilm-l6"}, "tuning": {"method": "lora"},
            "train": {"epochs": 1, "batch_size": 32, "seed": 0},
            "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "report": False}}

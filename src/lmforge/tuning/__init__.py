@@ -33,8 +33,10 @@ def apply_tuning(model: nn.Module, options: TuningConfig | None) -> nn.Module:
         options: The ``tuning`` section of the config.
     """
     options = options or TuningConfig()
+    if is_full(options):
+        return model
     tuned = METHODS.get(options.method).apply(model, options, head_modules(model))
-    if not is_full(options) and getattr(model, "is_activation_checkpointing", False):
+    if getattr(model, "is_activation_checkpointing", False):
         # Recomputed segments need an input that asks for gradients when the embeddings are frozen.
         model.enable_input_require_grads()
     return tuned
