@@ -30,8 +30,8 @@ class LoraOptions(TuningConfig):
     """Options of ``tuning.method: lora``."""
 
     default_lr: ClassVar[float] = 2e-3
-    r: int = Field(8, ge=1, description="Rank of the update.")
-    alpha: float = Field(16.0, gt=0, description="The update is scaled by alpha/r (alpha/sqrt(r) with rslora).")
+    r: int = Field(16, ge=1, description="Rank of the update.")
+    alpha: float = Field(32.0, gt=0, description="The update is scaled by alpha/r (alpha/sqrt(r) with rslora).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the input of the LoRA branch.")
     target_modules: Literal["auto", "all-linear"] | list[str] = Field(
         "auto", description="Layers to adapt: 'auto' (per architecture), 'all-linear', or module names.")
