@@ -49,36 +49,6 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
-def build_tiny_llama(path: Path, seed: int = 0) -> Path:
-    """A 2-layer, hidden-32 Llama decoder with a byte-level BPE tokenizer (trained on the toy words), saved to ``path``."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([r["text"] for r in toy_rows(200)], trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                        pad_token="<pad>", model_max_length=256)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder of a tiny random Llama decoder with a byte-level BPE tokenizer (built once per test session)."""
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
 def toy_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     """Sentences whose label is given by one sentiment word among filler words."""
     rng = random.Random(seed)
@@ -126,3 +96,55 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (the shared data folder is only on development machines)")
     return path
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def build_tiny_llama(path: Path, seed: int = 0, chat_template: bool = True) -> Path:
+    """A 2-layer, hidden-32 Llama causal LM with a byte-level BPE tokenizer (and a ChatML template), saved to ``path``."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = [" ".join(POSITIVE + NEGATIVE + FILLER), "system user assistant answer question reply classify text label",
+              "0 1 2 3 4 5 6 7 8 9 + - = ?", "中文好坏电影很"] * 20
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Llama decoder with a chat template (built once per test session)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def instruct_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Instruction/response pairs with a learnable rule: the response names the sentiment word's class."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = rng.choice(POSITIVE + NEGATIVE)
+        filler = " ".join(rng.sample(FILLER, 3))
+        rows.append({"instruction": f"classify {filler} {word}", "response": "good" if word in POSITIVE else "bad"})
+    return rows

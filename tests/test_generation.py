@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import build_tiny_llama
 from lmforge.cli import main
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.generation import Generator, TextStream, cut_at_stop, generate
@@ -35,7 +36,7 @@ def test_greedy_matches_plain_transformers(generator: Generator, tiny_llama: Pat
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
     expected = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert generator.generate("a very good film", max_new_tokens=10) == expected
+    assert generator.generate("a very good film", max_new_tokens=10, chat=False) == expected
 
 
 def test_batches_keep_order_and_equal_single_prompts(generator: Generator) -> None:
@@ -78,13 +79,14 @@ def test_text_stream_holds_back_possible_stop_prefixes() -> None:
     assert out.getvalue() == "ok "
 
 
-def test_options_are_checked(generator: Generator) -> None:
+def test_options_are_checked(generator: Generator, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="temperature"):
         generator.generate("x", temperature=-1)
     with pytest.raises(ConfigError, match="unknown key 'top_q'"):
         generator.generate("x", top_q=0.5)
+    plain = Generator.load(str(build_tiny_llama(tmp_path / "plain", chat_template=False)), device="cpu")
     with pytest.raises(LmforgeError, match="no chat template"):
-        generator.generate("x", chat=True)
+        plain.generate("x", chat=True)
     with pytest.raises(LmforgeError, match="one prompt at a time"):
         generator.generate(["a", "b"], stream=True)
 

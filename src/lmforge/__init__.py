@@ -35,4 +35,11 @@ def generate(model: str, prompts: Any, **options: Any) -> Any:
     return run(model, prompts, **options)
 
 
-__all__ = ["__version__", "finetune", "generate", "load", "pretrain"]
+def load_adapters(runs: dict[str, Any], device: str | None = None) -> Any:
+    """Load several adapter runs (name -> run) over one shared base model; see :mod:`lmforge.tuning.adapter_set`."""
+    from lmforge.tuning.adapter_set import load_adapters as load_set
+
+    return load_set(runs, device)
+
+
+__all__ = ["__version__", "finetune", "generate", "load", "load_adapters", "pretrain"]

@@ -13,29 +13,37 @@ import torch
 from torch import nn
 
 from lmforge import __version__
-from lmforge.config import DataConfig, TaskConfig
+from lmforge.config import DataConfig, ModelConfig, TaskConfig, TuningConfig
 from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
 from lmforge.data.normalize import make_normalizer
 from lmforge.data.pipeline import encode_labels, read_examples
-from lmforge.data.tokenize import tokenize
 from lmforge.errors import LmforgeError
 from lmforge.registry import Registry
 from lmforge.tasks import get_task
-from lmforge.tasks.base import Task, infer_logits
+from lmforge.tasks.base import Task, make_split, task_logits
 
 META_FILE = "lmforge.json"
 
 
 def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig, labels: LabelSpace,
-               data: DataConfig, base_model: str) -> Path:
-    """Save ``model`` and ``tokenizer`` in Hugging Face format with lmforge's metadata beside them."""
+               data: DataConfig, base_model: str, tuning: TuningConfig | None = None) -> Path:
+    """Save ``model`` and ``tokenizer`` in Hugging Face format with lmforge's metadata beside them.
+
+    With a parameter-efficient ``tuning`` method only what was trained is saved (kind
+    ``adapter``); ``base_model`` points at the rest, and the tokenizer is the base model's.
+    """
+    from lmforge.tuning import is_full, save_tuned
+
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if is_full(tuning):
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    else:
+        save_tuned(model, out, tuning)
     meta = {
-        "kind": "model",
+        "kind": "model" if is_full(tuning) else "adapter",
         "lmforge_version": __version__,
         "base_model": base_model,
         "task": task_cfg.model_dump(mode="json"),
@@ -43,6 +51,8 @@ def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig
         "data": data.model_dump(mode="json", include={"normalize", "lowercase", "fullwidth_to_halfwidth", "max_length",
                                                       "text_column", "text_pair_column", "label_column", "label_separator"}),
     }
+    if not is_full(tuning):
+        meta["tuning"] = tuning.model_dump(mode="json")
     (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     return out
 
@@ -68,13 +78,12 @@ class Predictor:
     data: DataConfig
 
     def _split(self, examples: Examples, targets: np.ndarray | None) -> Split:
-        enc = tokenize(self.tokenizer, examples.texts, examples.pairs, self.data.max_length)
-        return Split("predict", examples, enc, targets, int(self.tokenizer.pad_token_id))
+        return make_split(self.task, "predict", examples, targets, self.tokenizer, self.data, self.labels, None)
 
     def logits(self, split: Split, batch_size: int = 64) -> np.ndarray:
         """Raw model outputs for every example of ``split``, in order."""
         self.model.eval()
-        return infer_logits(self.model, split, batch_size, self.task.collate)
+        return task_logits(self.task, self.model, split, batch_size)
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
         """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside."""
@@ -86,7 +95,13 @@ class Predictor:
         examples = Examples(Path("<input>"), clean, clean_pairs, None, list(range(1, len(texts) + 1)))
         if not texts:
             return []
-        results = self.task.postprocess(self.logits(self._split(examples, None), batch_size), self.labels, top_k)
+        split = self._split(examples, None)
+        generate = getattr(self.task, "generate", None)
+        if generate is not None:
+            self.model.eval()
+            results = generate(self.model, self.tokenizer, split, batch_size)
+        else:
+            results = self.task.postprocess(self.logits(split, batch_size), self.labels, top_k)
         return [{"text": t, **r} for t, r in zip(texts, results)]
 
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
@@ -125,6 +140,19 @@ def _load_model(path: Path, meta: dict[str, Any], device: str) -> Predictor:
     model.to(device).eval()
     data = DataConfig(**meta["data"])
     return Predictor(path, model, load_tokenizer(str(path)), task, LabelSpace.from_dict(meta["labels"]), data)
+
+
+@ARTIFACTS.register("adapter")
+def _load_adapter(path: Path, meta: dict[str, Any], device: str) -> Predictor:
+    from lmforge.models.build import load_tokenizer, resolve
+    from lmforge.tuning import load_tuned
+
+    task = get_task(TaskConfig(**meta["task"]))
+    labels = LabelSpace.from_dict(meta["labels"])
+    base = resolve(meta["base_model"])
+    model = load_tuned(task.build_model(base, labels, ModelConfig()), path, meta["tuning"])
+    model.to(device)
+    return Predictor(path, model, load_tokenizer(base), task, labels, DataConfig(**meta["data"]))
 
 
 def read_meta(path: Path) -> dict[str, Any]:

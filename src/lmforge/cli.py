@@ -88,6 +88,18 @@ CONFIGS: dict[str, Callable[[], type]] = {"finetune": _finetune_config}
 def _add_config(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="print every config key of a recipe with its default and meaning")
     p.add_argument("recipe", choices=sorted(CONFIGS))
+def _merge(args: argparse.Namespace) -> int:
+    from lmforge.recipes.merge import merge
+
+    print(f"merged model saved to {merge(args.run, args.out, args.overwrite)}")
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="fold a LoRA/IA3/BitFit run into its base model's weights")
+    p.add_argument("run", help="adapter run directory")
+    p.add_argument("--out", required=True, help="folder for the merged model (plain transformers format)")
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -135,6 +147,7 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[a
     "tokenizer": (cli_pretrain.add_tokenizer, cli_pretrain.run_tokenizer),
     "pretrain": (cli_pretrain.add_pretrain, cli_pretrain.run_pretrain),
     "generate": (cli_pretrain.add_generate, cli_pretrain.run_generate),
+    "merge": (_add_merge, _merge),
 }
 
 

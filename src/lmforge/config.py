@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from lmforge.errors import ConfigError
 
@@ -68,6 +68,10 @@ class TaskConfig(Section):
     name: str = Field("classification", description="Task name, e.g. classification or regression.")
     multi_label: bool = Field(False, description="Each example may carry several labels (sigmoid + BCE).")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Probability above which a label is predicted in multi-label tasks.")
+    prompt: str | None = Field(
+        None, description="Chat tasks: the user message, with {text} (and {pair}, {labels}) filled in; a task default when absent.")
+    system_prompt: str | None = Field(None, description="Chat tasks: a system message put before every prompt.")
+    max_new_tokens: int = Field(128, ge=1, description="Chat tasks: longest generated answer, in tokens.")
 
 
 class TrainConfig(Section):
@@ -106,6 +110,17 @@ class OutputConfig(Section):
     baseline: bool = Field(True, description="Also fit TF-IDF + logistic regression on the same splits and report it beside the model.")
 
 
+class TuningConfig(Section):
+    """Which parameters are trained: ``method`` plus that method's options.
+
+    Each method (``lmforge.tuning``) subclasses this with its own options; a ``tuning`` block
+    in a config is validated against the class of the method it names.
+    """
+
+    method: str = Field("full", description="Fine-tuning method: full, lora, prefix, prompt, ptuning, ia3, bitfit or adapter.")
+    default_lr: ClassVar[float | None] = None
+
+
 class FinetuneConfig(Section):
     """Everything ``lmforge finetune`` needs."""
 
@@ -113,12 +128,28 @@ class FinetuneConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tuning: SerializeAsAny[TuningConfig] = Field(default_factory=TuningConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("tuning", mode="before")
+    @classmethod
+    def _tuning_options(cls, value: Any) -> TuningConfig:
+        from lmforge.tuning import parse_options  # tuning methods import this module
+
+        return parse_options(value)
 
     @model_validator(mode="after")
     def _needs_train(self) -> FinetuneConfig:
         if not self.data.train:
             raise ValueError("data.train is required: a training file or zoo dataset name")
+        return self
+
+    @model_validator(mode="after")
+    def _method_lr(self) -> FinetuneConfig:
+        # A method that trains few parameters needs a far higher learning rate than full
+        # fine-tuning; when train.lr is not given, use the method's usual one.
+        if "lr" not in self.train.model_fields_set and self.tuning.default_lr is not None:
+            self.train.lr = self.tuning.default_lr
         return self
 
 
@@ -173,11 +204,14 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def describe_error(model: type[BaseModel], exc: ValidationError, source: str) -> str:
-    """Turn the first pydantic error into one sentence naming the key and what it accepts."""
+def describe_error(model: type[BaseModel], exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
+    """Turn the first pydantic error into one sentence naming the key and what it accepts.
+
+    ``prefix`` is the key path of ``model`` inside a larger config, for sections validated on their own.
+    """
     err = exc.errors(include_url=False)[0]
     loc = tuple(str(p) for p in err["loc"])
-    key = ".".join(loc) or "config"
+    key = ".".join(prefix + loc) or "config"
     kind, msg, got = err["type"], err["msg"], err.get("input")
     if kind == "extra_forbidden":
         allowed = ", ".join(_allowed_keys(model, loc[:-1]))

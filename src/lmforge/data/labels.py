@@ -12,7 +12,7 @@ import numpy as np
 from lmforge.data.examples import Examples
 from lmforge.data.sources import BadRows
 
-Kind = Literal["single", "multi", "regression"]
+Kind = Literal["single", "multi", "regression", "text"]
 
 
 def label_text(value: Any) -> str:
@@ -33,7 +33,8 @@ class LabelSpace:
     """The labels of a task and how raw values map to ids.
 
     Attributes:
-        kind: ``single`` (one label per example), ``multi`` (a set per example) or ``regression``.
+        kind: ``single`` (one label per example), ``multi`` (a set per example), ``regression``,
+            or ``text`` (a free-text target such as an instruction's response, kept in the examples).
         names: Label names in id order (empty for regression).
         separator: Separator of several labels written in one cell (multi-label).
     """
@@ -45,12 +46,12 @@ class LabelSpace:
     @property
     def num_labels(self) -> int:
         """Outputs of the task head."""
-        return 1 if self.kind == "regression" else len(self.names)
+        return {"regression": 1, "text": 0}.get(self.kind, len(self.names))
 
     @classmethod
     def infer(cls, examples: Examples, kind: Kind, names: Sequence[str] | None = None, separator: str = ",") -> LabelSpace:
         """Take ``names`` if given, else collect them from the training examples."""
-        if kind == "regression" or names:
+        if kind in ("regression", "text") or names:
             return cls(kind, list(names or []), separator)
         seen: dict[str, None] = {}
         for value in examples.labels or []:
@@ -82,7 +83,12 @@ class LabelSpace:
         return None
 
     def encode(self, examples: Examples, bad: BadRows) -> tuple[Examples, np.ndarray]:
-        """Encode the examples' labels; rows with unusable labels are reported to ``bad`` and dropped."""
+        """Encode the examples' labels; rows with unusable labels are reported to ``bad`` and dropped.
+
+        Free-text targets stay in ``examples.labels``; the returned array only numbers the rows.
+        """
+        if self.kind == "text":
+            return examples, np.arange(len(examples), dtype=np.int64)
         keep, rows = [], []
         for i, (value, line) in enumerate(zip(examples.labels or [], examples.lines)):
             encoded = self._encode_one(value, examples.where(line), bad)

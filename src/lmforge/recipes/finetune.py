@@ -16,13 +16,15 @@ from lmforge import config as config_mod
 from lmforge.artifact import save_model
 from lmforge.config import FinetuneConfig, OutputConfig, TrainConfig
 from lmforge.data.dataset import Split, SplitSource
-from lmforge.data.pipeline import labeled_splits, to_split
+from lmforge.data.pipeline import labeled_splits
 from lmforge.errors import LmforgeError
 from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.models.build import load_tokenizer, resolve
 from lmforge.tasks import get_task
-from lmforge.tasks.base import Task, infer_logits
+from lmforge.tasks.base import Task, make_split, task_logits
 from lmforge.training.loop import fit, make_accelerator
+from lmforge.tuning import apply_tuning
+from lmforge.tuning import summary as tuning_summary
 
 log = logging.getLogger("lmforge")
 
@@ -100,16 +102,9 @@ def token_cache_dir() -> Path:
 
 def _evaluator(task: Task, split: Split, labels: Any, batch_size: int) -> Any:
     def evaluate(model: Any) -> dict[str, Any]:
-        return task.metrics(infer_logits(model, split, batch_size, task.collate), split.targets, labels)
+        return task.metrics(task_logits(task, model, split, batch_size), split.targets, labels)
 
     return evaluate
-
-
-def _count_parameters(model: Any) -> None:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("model: %s, %.1fM parameters, %.1fM trainable (%.2f%%)", type(model).__name__, total / 1e6,
-             trainable / 1e6, 100 * trainable / max(total, 1))
 
 
 def _samples(task: Task, split: Split, labels: Any, logits: Any, n: int = 5) -> list[dict[str, Any]]:
@@ -127,7 +122,7 @@ def _final_eval(task: Task, splits: dict[str, Split], model: Any, labels: Any, b
     model.eval()
     for name in ("validation", "test"):
         if name in splits:
-            logits = infer_logits(model, splits[name], batch_size, task.collate)
+            logits = task_logits(task, model, splits[name], batch_size)
             metrics[name] = task.metrics(logits, splits[name].targets, labels)
             samples = _samples(task, splits[name], labels, logits)
     return metrics, samples
@@ -178,12 +173,16 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
     tokenizer = load_tokenizer(source)
     task = get_task(cfg.task)
     examples, labels = labeled_splits(cfg.data, task)
-    splits = {name: to_split(name, ex, y, tokenizer, cfg.data, token_cache_dir()) for name, (ex, y) in examples.items()}
+    splits = {name: make_split(task, name, ex, y, tokenizer, cfg.data, labels, token_cache_dir())
+              for name, (ex, y) in examples.items()}
     set_seed(cfg.train.seed)
     model = task.build_model(source, labels, cfg.model)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    _count_parameters(model)
+    model = apply_tuning(model, cfg.tuning)
+    params = tuning_summary(model, cfg.tuning)
+    if acc.is_main_process:
+        (run_dir / "tuning.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
     metric = task.default_metric if cfg.train.metric == "auto" else cfg.train.metric
     batches = SplitSource(splits["train"], task.collate, cfg.train.batch_size, cfg.data.batching, cfg.train.seed, cfg.data.max_tokens)
     evaluate = _evaluator(task, splits["validation"], labels, cfg.train.eval_batch_size) if "validation" in splits else None
@@ -196,7 +195,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
         raise LmforgeError(f"training diverged (loss became nan or inf) at step {result.state.step + 1}; see {run_dir / 'train.log'}")
     if not acc.is_main_process:
         return FinetuneResult(run_dir, result.status)
-    save_model(run_dir / "model", result.model, tokenizer, cfg.task, labels, cfg.data, cfg.model.name)
+    save_model(run_dir / "model", result.model, tokenizer, cfg.task, labels, cfg.data, cfg.model.name, cfg.tuning)
     metrics, samples = _final_eval(task, splits, result.model, labels, cfg.train.eval_batch_size)
     if cfg.output.baseline and metrics:
         metrics |= _baseline(splits, labels, metrics)

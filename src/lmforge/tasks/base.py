@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -13,6 +14,7 @@ from lmforge.data.batching import eval_batches
 from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
+from lmforge.data.pipeline import to_split
 from lmforge.registry import Registry
 
 
@@ -49,6 +51,11 @@ class Task(Protocol):
     def postprocess(self, logits: np.ndarray, labels: LabelSpace, top_k: int) -> list[dict[str, Any]]:
         """Per-example predictions (label, probabilities, top-k) from logits."""
 
+    # Optional, for tasks whose inputs are more than the tokenized text (chat prompts, answers):
+    #   make_split(name, examples, targets, tokenizer, data, labels) -> Split   replaces pipeline.to_split
+    #   infer(model, split, batch_size) -> np.ndarray                    replaces infer_logits
+    #   generate(model, tokenizer, split, batch_size) -> list[dict]      free-text predictions
+
 
 TASKS: Registry[type[Task]] = Registry("task")
 
@@ -56,6 +63,23 @@ TASKS: Registry[type[Task]] = Registry("task")
 def get_task(cfg: TaskConfig) -> Task:
     """Instantiate the task named in ``cfg``."""
     return TASKS.get(cfg.name)(cfg)
+
+
+def make_split(task: Task, name: str, examples: Examples, targets: np.ndarray | None, tokenizer: Any,
+               data: DataConfig, labels: LabelSpace, cache_dir: Path | None) -> Split:
+    """Tokenize examples for ``task``: its own ``make_split`` when it has one, else the plain tokenizer."""
+    own = getattr(task, "make_split", None)
+    if own is not None:
+        return own(name, examples, targets, tokenizer, data, labels)
+    return to_split(name, examples, targets, tokenizer, data, cache_dir)
+
+
+def task_logits(task: Task, model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
+    """What ``task.metrics`` and ``task.postprocess`` take for every example: the task's own ``infer`` or the logits."""
+    own = getattr(task, "infer", None)
+    if own is not None:
+        return own(model, split, batch_size)
+    return infer_logits(model, split, batch_size, task.collate)
 
 
 def infer_logits(model: nn.Module, split: Split, batch_size: int, collate: Any = None,

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,8 @@ class Checkpointer:
 
     def __init__(self, root: Path, accelerator: Any, keep: int) -> None:
         self.root, self.acc, self.keep = root, accelerator, keep
+        accelerator.register_save_state_pre_hook(_drop_frozen)
+        accelerator.register_load_state_pre_hook(_load_trainable)
 
     def save(self, state: TrainState) -> Path:
         """Save a resumable checkpoint of everything registered with the accelerator."""
@@ -105,13 +108,58 @@ class Checkpointer:
                                "delete it to resume from the one before") from None
 
 
+def frozen_names(model: nn.Module) -> set[str]:
+    """Names (tied ones included) of parameters that do not train, e.g. a frozen base model under an adapter."""
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
+def _drop_frozen(models: list[nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
+    # Frozen weights never change, so a checkpoint of an adapter run holds only what trains:
+    # kilobytes instead of the whole base model. Loading leaves the frozen ones as they are.
+    # The filtered dict stays an OrderedDict: accelerate drops tied duplicates only from those.
+    for i, (model, state) in enumerate(zip(models, weights, strict=True)):
+        frozen = frozen_names(model)
+        if frozen:
+            weights[i] = OrderedDict((k, v) for k, v in state.items() if k not in frozen)
+
+
+def _load_trainable(models: list[nn.Module], input_dir: str) -> None:
+    # Models with frozen parameters were saved without them (_drop_frozen): load what is
+    # there, check that every trainable parameter was, and keep accelerate from a strict load.
+    from safetensors.torch import load_file
+
+    for i, model in enumerate(list(models)):
+        frozen = frozen_names(model)
+        if not frozen:
+            continue
+        file = Path(input_dir) / (f"model_{i}.safetensors" if i else "model.safetensors")
+        saved = load_file(str(file))
+        result = model.load_state_dict(saved, strict=False)
+        # A tied weight is saved under one of its names; its other names count as loaded.
+        current = model.state_dict(keep_vars=True)
+        loaded = {current[k].data_ptr() for k in saved if k in current}
+        missing = sorted(k for k in set(result.missing_keys) - frozen if current[k].data_ptr() not in loaded)
+        if missing or result.unexpected_keys:
+            name = (missing or result.unexpected_keys)[0]
+            raise LmforgeError(f"{file} does not match the model ({name} is missing or unknown); "
+                               "was it written with other tuning options?")
+        models.remove(model)
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
-    """Write ``model``'s weights to ``path`` (safetensors) atomically; tied weights stored once."""
-    from safetensors.torch import save_model
+    """Write ``model``'s weights to ``path`` (safetensors) atomically; tied weights stored once.
+
+    Only trainable parameters are written when some are frozen (adapter runs): the rest
+    cannot have changed since the run started.
+    """
+    from safetensors.torch import save_file, save_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_model(model, str(tmp))
+    if frozen_names(model):
+        save_file({n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}, str(tmp))
+    else:
+        save_model(model, str(tmp))
     os.replace(tmp, path)
 
 
