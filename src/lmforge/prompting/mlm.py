@@ -1,0 +1,179 @@
+"""Masked-LM prompting: cloze scoring (zero-shot) and PET / LM-BFF prompt-based fine-tuning.
+
+The text goes into a template with a ``{mask}`` slot (``{text} It was {mask}.``); each label is
+scored by the MLM head's log-probability of its verbalizer words at the mask. Fine-tuning trains
+the whole model through the same template and verbalizer with cross-entropy over the labels, so
+the pretrained head starts as a good classifier instead of a random one.
+
+A checkpoint without an MLM head (``minilm-l6`` is a sentence encoder) gets one built on load:
+the decoder is tied to the word embeddings and the transform starts as the identity. Its
+zero-shot cloze scores are then weak; fine-tuning learns the head from the k examples.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmforge.data.batching import eval_batches, pad
+from lmforge.data.tokenize import Ragged
+from lmforge.errors import ConfigError
+from lmforge.prompting.templates import Template, fit_slots
+from lmforge.prompting.verbalizers import Verbalizer, word_scores_at
+
+log = logging.getLogger("lmforge.prompting")
+
+
+def load_mlm(source: str, device: str = "cpu") -> tuple[nn.Module, Any]:
+    """A masked LM and its tokenizer; a missing MLM head is built (tied decoder, identity transform)."""
+    from transformers import AutoModelForMaskedLM
+
+    from lmforge.models.build import from_pretrained, load_tokenizer
+
+    tokenizer = load_tokenizer(source)
+    if tokenizer.mask_token is None:
+        raise ConfigError(f"the tokenizer of {source} has no mask token, so it cannot fill a {{mask}} slot; "
+                          "use a masked LM (BERT, RoBERTa...) for the cloze and pet methods")
+    model, info = from_pretrained(AutoModelForMaskedLM, source, output_loading_info=True)
+    missing = sorted(info.get("missing_keys", []))
+    if missing:
+        _init_missing_head(model, missing)
+        log.warning("%s has no MLM head; one was built (decoder tied to the word embeddings, transform = identity). "
+                    "Zero-shot cloze scores will be weak; pet fine-tuning learns the head from the examples.", source)
+    return model.to(device).eval(), tokenizer
+
+
+def _init_missing_head(model: nn.Module, missing: list[str]) -> None:
+    """Identity for square weight matrices, ones for norm scales, zeros for the rest."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in missing:
+            p = params.get(name)
+            if p is None:
+                continue
+            if p.dim() == 2 and p.shape[0] == p.shape[1]:
+                p.copy_(torch.eye(p.shape[0]))
+            elif p.dim() == 1 and "norm" in name.lower() and name.endswith("weight"):
+                p.fill_(1.0)
+            elif p.dim() == 1:
+                p.zero_()
+
+
+@dataclass
+class ClozeInputs:
+    """Token ids of rendered cloze prompts and where each one's template mask is."""
+
+    ids: Ragged
+    mask_pos: np.ndarray
+
+
+class Cloze:
+    """A masked LM prompted through a template and read through a verbalizer.
+
+    Args:
+        model: A masked LM.
+        tokenizer: Its tokenizer.
+        template: Template with ``{text}`` and ``{mask}`` (and ``{text_pair}`` for pairs).
+        verbalizer: Label words.
+        max_length: Longest prompt in tokens; the text is cut to fit, never the template.
+        batch_size: Prompts per forward pass.
+        ref: How a saved artifact names the model; ``model`` saves the (fine-tuned) weights inside it.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, template: Template, verbalizer: Verbalizer, max_length: int = 128,
+                 batch_size: int = 32, ref: str = "model") -> None:
+        self.model, self.tokenizer, self.template, self.verbalizer = model, tokenizer, template, verbalizer
+        self.max_length, self.batch_size, self.ref = max_length, batch_size, ref
+        before = template.prefix("mask")
+        self.word_ids = verbalizer.token_ids(tokenizer, leading_space=before[-1:].isspace())
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> ClozeInputs:
+        """Render, truncate and tokenize the prompts; find the template's mask in each."""
+        mask_token, mask_id = self.tokenizer.mask_token, self.tokenizer.mask_token_id
+        rows, positions = [], []
+        for i, text in enumerate(texts):
+            pair = pairs[i] if pairs is not None else None
+            values = fit_slots(self.tokenizer, self.template, text, pair, self.max_length, mask=mask_token)
+            ids = self.tokenizer(self.template.render(**values), truncation=True, max_length=self.max_length)["input_ids"]
+            # Masks written in the text itself come before the template's when the text precedes it.
+            nth = self.template.prefix("mask", **values).count(mask_token)
+            found = [j for j, t in enumerate(ids) if t == mask_id]
+            positions.append(found[min(nth, len(found) - 1)])
+            rows.append(ids)
+        return ClozeInputs(Ragged.from_lists(rows), np.asarray(positions, dtype=np.int64))
+
+    def batch(self, inputs: ClozeInputs, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Padded model inputs of rows ``index`` plus ``mask_pos``."""
+        lengths = torch.from_numpy(inputs.ids.lengths[index])
+        mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+        return {"input_ids": pad(inputs.ids, index, int(self.tokenizer.pad_token_id)), "attention_mask": mask,
+                "mask_pos": torch.from_numpy(inputs.mask_pos[index])}
+
+    def forward(self, batch: dict[str, torch.Tensor], model: nn.Module | None = None) -> torch.Tensor:
+        """Label log-scores (B, C) of a batch, differentiable; ``model`` is the (wrapped) one being trained."""
+        model = model or self.model
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+        at_mask = logits[torch.arange(logits.shape[0], device=logits.device), batch["mask_pos"]]  # (B, V)
+        words = word_scores_at(at_mask.float().log_softmax(-1), self.word_ids)  # (B, W)
+        return self.verbalizer.label_scores(words)
+
+    def label_scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """Label log-scores (N, C) of ``texts``, in input order."""
+        inputs = self.encode(texts, pairs)
+        device = next(self.model.parameters()).device
+        out = np.zeros((len(texts), len(self.verbalizer.labels)), dtype=np.float64)
+        self.model.eval()
+        with torch.inference_mode():
+            for index in eval_batches(inputs.ids.lengths, self.batch_size):
+                batch = {k: v.to(device) for k, v in self.batch(inputs, index).items()}
+                out[index] = self.forward(batch).double().cpu().numpy()
+        return out
+
+    def save(self, out: Path) -> dict[str, Any]:
+        """Write the fine-tuned model into ``out/model`` (when ``ref`` is ``model``); return the artifact fields."""
+        if self.ref == "model":
+            self.model.save_pretrained(out / "model")
+            self.tokenizer.save_pretrained(out / "model")
+        return {"model": self.ref, "template": self.template.source}
+
+
+class ClozeSource:
+    """Training batches of cloze prompts for the training loop (a ``BatchSource``)."""
+
+    def __init__(self, cloze: Cloze, inputs: ClozeInputs, targets: np.ndarray, batch_size: int, seed: int) -> None:
+        self.cloze, self.inputs, self.targets, self.batch_size, self.seed = cloze, inputs, targets, batch_size, seed
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def num_batches(self, epoch: int) -> int:
+        """Batches per epoch."""
+        return len(self._plan(epoch))
+
+    def batches(self, epoch: int, start: int, rank: int, world: int) -> Any:
+        """Batches ``start..`` of ``epoch`` (each process takes its share)."""
+        for index in self._plan(epoch)[start:]:
+            part = np.array_split(index, world)[rank] if world > 1 else index
+            batch = self.cloze.batch(self.inputs, part)
+            batch["labels"] = torch.from_numpy(self.targets[part])
+            yield batch, len(index)
+
+
+def pet_loss(cloze: Cloze) -> Any:
+    """The training loss of prompt-based fine-tuning: cross-entropy over the verbalizer's label scores."""
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        scores = cloze.forward(batch, model)
+        return F.cross_entropy(scores, batch["labels"]), scores
+
+    return loss
+
+
