@@ -18,7 +18,7 @@ from lmforge.errors import ConfigError
 from lmforge.prompting.config import PromptConfig
 from lmforge.recipes.prompt import load_data, prompt
 
-ALL = ["cloze", "similarity", "likelihood", "generate", "icl", "pet", "setfit", "head"]
+ALL = ["cloze", "similarity", "likelihood", "generate", "icl", "pet", "pet_decoder", "setfit", "head"]
 
 
 def prompt_config(tiny_bert: Path, tiny_llama: Path, train: Path, run_dir: Path, **sections: Any) -> dict[str, Any]:
@@ -30,6 +30,7 @@ def prompt_config(tiny_bert: Path, tiny_llama: Path, train: Path, run_dir: Path,
         "shots": {"k": [0, 2], "seeds": [0, 1], "decoder_eval_samples": 12},
         "icl": {"max_tokens": 64},
         "pet": {"max_steps": 2, "batch_size": 4},
+        "pet_decoder": {"max_steps": 2, "batch_size": 4},
         "setfit": {"max_pairs": 8, "batch_size": 4},
         "head": {"max_steps": 2, "batch_size": 4},
         "output": {"dir": str(run_dir), "report": True},
@@ -51,7 +52,7 @@ def test_every_method_runs_and_saves_a_predictable_artifact(tiny_bert: Path, tin
     assert {m for m, _ in by} == set(ALL)
     for name in ("cloze", "similarity", "likelihood", "generate"):
         assert by[(name, 0)].summary()["seeds"] == 1 and (name, 2) not in by
-    for name in ("icl", "pet", "setfit", "head"):
+    for name in ("icl", "pet", "pet_decoder", "setfit", "head"):
         assert [r["seed"] for r in by[(name, 2)].runs] == [0, 1]
     assert by[("likelihood", 0)].runs[0]["n_eval"] == 12 and by[("similarity", 0)].runs[0]["n_eval"] == 12
     for line in ("method", "similarity", "setfit"):
@@ -73,7 +74,7 @@ def test_every_method_runs_and_saves_a_predictable_artifact(tiny_bert: Path, tin
 
 
 def test_saved_artifact_reproduces_protocol_scores(tiny_bert: Path, tiny_llama: Path, small_csv: Path, tmp_path: Path) -> None:
-    cfg = prompt_config(tiny_bert, tiny_llama, small_csv, tmp_path / "run", methods=["icl", "setfit", "pet"],
+    cfg = prompt_config(tiny_bert, tiny_llama, small_csv, tmp_path / "run", methods=["icl", "setfit", "pet", "pet_decoder"],
                         shots={"k": [3], "seeds": [5], "decoder_eval_samples": None}, prompt={"calibrate": True})
     result = prompt(cfg)
     _, (evaluation, targets), _ = load_data(config.load(PromptConfig, cfg))

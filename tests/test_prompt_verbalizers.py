@@ -22,11 +22,11 @@ from lmforge.prompting.verbalizers import (
 
 def test_builtin_words_for_numeric_and_named_sentiment_labels() -> None:
     v = build_verbalizer(["0", "1"], "sentiment", "en")
-    assert v.names == ["negative", "positive"] and v.words == [["terrible", "bad"], ["great", "good"]]
+    assert v.names == ["negative", "positive"] and v.words == [["negative", "terrible", "bad"], ["positive", "great", "good"]]
     v = build_verbalizer(["fresh", "rotten"], "sentiment", "en")
     assert v.names == ["positive", "negative"]
     v = build_verbalizer(["negative", "positive"], "sentiment", "zh")
-    assert v.names == ["负面", "正面"] and v.words[1] == ["好", "棒"]
+    assert v.names == ["负面", "正面"] and v.words[1] == ["正面", "好", "棒"]
     v = build_verbalizer(["1", "2", "3", "4", "5"], "sentiment", "en")
     assert v.words[0] == ["terrible"] and v.words[4] == ["great"]
 

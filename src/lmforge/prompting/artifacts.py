@@ -28,6 +28,7 @@ from lmforge.prompting.classifiers import (
     load_decoder_scorer,
     resolve_ref,
 )
+from lmforge.prompting.decoder import load_decoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.mlm import Cloze, load_mlm
 from lmforge.prompting.templates import Template
@@ -115,8 +116,9 @@ def _classifier(path: Path, meta: dict[str, Any], device: str) -> Any:
     max_length = meta["data"]["max_length"]
     if method == "similarity":
         return SimilarityClassifier.load(path, meta, device)
-    if method in ("cloze", "pet"):
-        model, tokenizer = load_mlm(resolve_ref(path, meta["model"]), device)
+    if method in ("cloze", "pet", "pet_decoder"):
+        load = load_decoder if method == "pet_decoder" else load_mlm
+        model, tokenizer = load(resolve_ref(path, meta["model"]), device)
         return Cloze(model, tokenizer, Template.parse(meta["template"], "lmforge.json template"), verbalizer, max_length,
                      ref=meta["model"])
     if method in ("likelihood", "icl"):

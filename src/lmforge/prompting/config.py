@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lmforge.config import DataConfig, OutputConfig, Section, TrainConfig
 
-METHOD_NAMES = ("cloze", "similarity", "likelihood", "generate", "icl", "pet", "setfit", "head")
+METHOD_NAMES = ("cloze", "similarity", "likelihood", "generate", "icl", "pet", "pet_decoder", "setfit", "head")
 
 
 class TemplatesConfig(Section):
@@ -102,6 +102,7 @@ class PromptConfig(Section):
     shots: ShotsConfig = Field(default_factory=ShotsConfig)
     icl: IclConfig = Field(default_factory=IclConfig)
     pet: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=2e-5, head_lr=1e-4))
+    pet_decoder: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=10, max_steps=40, batch_size=8, lr=1e-5))
     setfit: SetFitConfig = Field(default_factory=SetFitConfig)
     head: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=5e-5, head_lr=1e-3))
     output: OutputConfig = Field(default_factory=lambda: OutputConfig(dir="runs/prompt-{name}", name="prompt", tensorboard=False))

@@ -3,7 +3,8 @@
 Zero-shot: ``cloze`` (masked LM), ``similarity`` (sentence encoder), ``likelihood`` (decoder),
 ``generate`` (instruct model's chat, constrained to the labels). Few-shot: ``icl`` (in-context
 demonstrations), ``pet`` (prompt-based fine-tuning of the MLM), ``setfit`` (contrastive encoder
-tuning + logistic regression), ``head`` (standard fine-tuning with a new head, the baseline).
+tuning + logistic regression), ``head`` (standard fine-tuning with a new head, the baseline), and ``pet_decoder`` (prompt-based
+fine-tuning of a decoder, read at the label word's position).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "similarity": ("description", ("label",), "It was {label}."),
     "likelihood": ("prompt", ("text", "label"), "Review: {text}\nSentiment: {label}"),
     "icl": ("prompt", ("text", "label"), "Review: {text}\nSentiment: {label}"),
+    "pet_decoder": ("prompt", ("text", "label"), "Review: {text}\nSentiment: {label}"),
     "generate": ("instruction", ("text",), "What is the sentiment of this review?\n\n{text}"),
 }
 
@@ -182,6 +184,16 @@ def _pet(ctx: Context, examples: Examples | None, targets: np.ndarray | None, se
     return train_pet(cloze, examples, targets, ctx.cfg.pet.train_config(seed), _scratch(ctx, "pet", seed))
 
 
+def _pet_decoder(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
+    from lmforge.prompting.training import train_pet
+
+    assert examples is not None and targets is not None
+    scorer = ctx.decoder()
+    model = copy.deepcopy(scorer.model)
+    cloze = Cloze(model, scorer.tokenizer, ctx.template("pet_decoder"), ctx.verbalizer, ctx.cfg.data.max_length, ref="model")
+    return train_pet(cloze, examples, targets, ctx.cfg.pet_decoder.train_config(seed), _scratch(ctx, "pet_decoder", seed))
+
+
 def _setfit(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
     from lmforge.prompting.training import train_setfit
 
@@ -212,6 +224,7 @@ for _method in (
     Method("generate", few_shot=False, decoder=True, calibratable=True, role="decoder", build=_generate),
     Method("icl", few_shot=True, decoder=True, calibratable=True, role="decoder", build=_icl),
     Method("pet", few_shot=True, decoder=False, calibratable=False, role="mlm", build=_pet),
+    Method("pet_decoder", few_shot=True, decoder=True, calibratable=False, role="decoder", build=_pet_decoder),
     Method("setfit", few_shot=True, decoder=False, calibratable=False, role="encoder", build=_setfit),
     Method("head", few_shot=True, decoder=False, calibratable=False, role="encoder", build=_head),
 ):

@@ -1,9 +1,11 @@
-"""Masked-LM prompting: cloze scoring (zero-shot) and PET / LM-BFF prompt-based fine-tuning.
+"""Cloze prompting: cloze scoring (zero-shot) and PET / LM-BFF prompt-based fine-tuning.
 
 The text goes into a template with a ``{mask}`` slot (``{text} It was {mask}.``); each label is
 scored by the MLM head's log-probability of its verbalizer words at the mask. Fine-tuning trains
 the whole model through the same template and verbalizer with cross-entropy over the labels, so
-the pretrained head starts as a good classifier instead of a random one.
+the pretrained head starts as a good classifier instead of a random one. A decoder is prompted
+the same way with the prompt template, read at the next token after ``... {label}``'s prefix
+(the ``pet-decoder`` method).
 
 A checkpoint without an MLM head (``minilm-l6`` is a sentence encoder) gets one built on load:
 the decoder is tied to the word embeddings and the transform starts as the identity. Its
@@ -68,19 +70,20 @@ def _init_missing_head(model: nn.Module, missing: list[str]) -> None:
 
 @dataclass
 class ClozeInputs:
-    """Token ids of rendered cloze prompts and where each one's template mask is."""
+    """Token ids of rendered prompts and the position whose prediction is read (the mask, or the last token)."""
 
     ids: Ragged
-    mask_pos: np.ndarray
+    position: np.ndarray
 
 
 class Cloze:
-    """A masked LM prompted through a template and read through a verbalizer.
+    """A language model prompted through a template and read at one position through a verbalizer.
 
     Args:
-        model: A masked LM.
+        model: A masked LM (read at ``{mask}``) or a causal LM (read after the prompt, before ``{label}``).
         tokenizer: Its tokenizer.
-        template: Template with ``{text}`` and ``{mask}`` (and ``{text_pair}`` for pairs).
+        template: Template with ``{text}`` and ``{mask}``, or ending in ``{label}`` for a causal LM
+            (and ``{text_pair}`` for pairs).
         verbalizer: Label words.
         max_length: Longest prompt in tokens; the text is cut to fit, never the template.
         batch_size: Prompts per forward pass.
@@ -91,11 +94,14 @@ class Cloze:
                  batch_size: int = 32, ref: str = "model") -> None:
         self.model, self.tokenizer, self.template, self.verbalizer = model, tokenizer, template, verbalizer
         self.max_length, self.batch_size, self.ref = max_length, batch_size, ref
-        before = template.prefix("mask")
-        self.word_ids = verbalizer.token_ids(tokenizer, leading_space=before[-1:].isspace())
+        self.slot = "mask" if "mask" in template.slots else "label"
+        self.leading = template.prefix(self.slot)[-1:].isspace()
+        self.word_ids = verbalizer.token_ids(tokenizer, leading_space=self.leading)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> ClozeInputs:
-        """Render, truncate and tokenize the prompts; find the template's mask in each."""
+        """Render, truncate and tokenize the prompts; find the position to read in each."""
+        if self.slot == "label":
+            return self._encode_causal(texts, pairs)
         mask_token, mask_id = self.tokenizer.mask_token, self.tokenizer.mask_token_id
         rows, positions = [], []
         for i, text in enumerate(texts):
@@ -109,18 +115,28 @@ class Cloze:
             rows.append(ids)
         return ClozeInputs(Ragged.from_lists(rows), np.asarray(positions, dtype=np.int64))
 
+    def _encode_causal(self, texts: list[str], pairs: list[str] | None) -> ClozeInputs:
+        """The prompt up to the label word (a space before it goes with the word); read at its last token."""
+        rows = []
+        for i, text in enumerate(texts):
+            values = fit_slots(self.tokenizer, self.template, text, pairs[i] if pairs is not None else None,
+                               self.max_length, label="")
+            prompt = self.template.prefix("label", **values)
+            rows.append(self.tokenizer(prompt[:-1] if self.leading else prompt)["input_ids"])
+        return ClozeInputs(Ragged.from_lists(rows), np.asarray([len(r) - 1 for r in rows], dtype=np.int64))
+
     def batch(self, inputs: ClozeInputs, index: np.ndarray) -> dict[str, torch.Tensor]:
-        """Padded model inputs of rows ``index`` plus ``mask_pos``."""
+        """Padded model inputs of rows ``index`` plus ``position``."""
         lengths = torch.from_numpy(inputs.ids.lengths[index])
         mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
         return {"input_ids": pad(inputs.ids, index, int(self.tokenizer.pad_token_id)), "attention_mask": mask,
-                "mask_pos": torch.from_numpy(inputs.mask_pos[index])}
+                "position": torch.from_numpy(inputs.position[index])}
 
     def forward(self, batch: dict[str, torch.Tensor], model: nn.Module | None = None) -> torch.Tensor:
         """Label log-scores (B, C) of a batch, differentiable; ``model`` is the (wrapped) one being trained."""
         model = model or self.model
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-        at_mask = logits[torch.arange(logits.shape[0], device=logits.device), batch["mask_pos"]]  # (B, V)
+        at_mask = logits[torch.arange(logits.shape[0], device=logits.device), batch["position"]]  # (B, V)
         words = word_scores_at(at_mask.float().log_softmax(-1), self.word_ids)  # (B, W)
         return self.verbalizer.label_scores(words)
 

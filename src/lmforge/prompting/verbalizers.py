@@ -27,9 +27,10 @@ MultiToken = Literal["mean", "first"]
 CONTENT_FREE = ("N/A", "", "[MASK]")
 
 # (task, language) -> label alias (casefolded) -> (readable name, words).
-_SENTIMENT_EN = {"positive": ("positive", ["great", "good"]), "negative": ("negative", ["terrible", "bad"]),
+# Several words per label let each template find its natural one ("It was great." / "Sentiment: positive").
+_SENTIMENT_EN = {"positive": ("positive", ["positive", "great", "good"]), "negative": ("negative", ["negative", "terrible", "bad"]),
                  "neutral": ("neutral", ["okay"])}
-_SENTIMENT_ZH = {"positive": ("正面", ["好", "棒"]), "negative": ("负面", ["差", "糟"]), "neutral": ("中性", ["一般"])}
+_SENTIMENT_ZH = {"positive": ("正面", ["正面", "好", "棒"]), "negative": ("负面", ["负面", "差", "糟"]), "neutral": ("中性", ["一般"])}
 _SENTIMENT_ALIASES = {"pos": "positive", "fresh": "positive", "good": "positive", "正面": "positive", "积极": "positive",
                       "neg": "negative", "rotten": "negative", "bad": "negative", "负面": "negative", "消极": "negative",
                       "中性": "neutral"}
