@@ -76,9 +76,11 @@ class Verbalizer:
     words: list[list[str]]
     multi_token: MultiToken = "mean"
 
-    def describe(self) -> str:
-        """One line: ``label: word, word | ...``."""
-        return " | ".join(f"{label}: {', '.join(words)}" for label, words in zip(self.labels, self.words, strict=False))
+    def describe(self, limit: int = 6) -> str:
+        """One line: ``label: word, word | ...`` for the first ``limit`` labels."""
+        shown = [f"{label}: {', '.join(words)}" for label, words in zip(self.labels[:limit], self.words[:limit], strict=True)]
+        more = len(self.labels) - limit
+        return " | ".join(shown) + (f" | ... ({more} more labels)" if more > 0 else "")
 
     def flat(self) -> tuple[list[str], np.ndarray]:
         """All words in label order, and the label id of each."""
