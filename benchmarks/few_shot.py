@@ -32,8 +32,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from lmforge import config as config_mod  # noqa: E402
 from lmforge.prompting import protocol  # noqa: E402
 from lmforge.prompting.config import PromptConfig  # noqa: E402
-from lmforge.prompting.sampling import draw_k_shot  # noqa: E402
 from lmforge.prompting.methods import check_templates  # noqa: E402
+from lmforge.prompting.sampling import draw_k_shot  # noqa: E402
 from lmforge.recipes.prompt import load_data, make_context  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -74,7 +74,8 @@ def banking_config(data: Path, quick: bool, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def tfidf_cells(pool: Any, evaluation: Any, ks: list[int], seeds: list[int], num_labels: int) -> tuple[list[protocol.Cell], float]:
+def tfidf_cells(pool: Any, evaluation: Any, ks: list[int], seeds: list[int],
+                num_labels: int) -> tuple[list[protocol.Cell], float]:
     """TF-IDF + logistic regression on the same k-shot draws, and on the whole pool for scale."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -98,7 +99,8 @@ def tfidf_cells(pool: Any, evaluation: Any, ks: list[int], seeds: list[int], num
         cell = protocol.Cell("tfidf_lr", k)
         for seed in seeds:
             start = time.perf_counter()
-            result = protocol.score(Tfidf(draw_k_shot(targets, k, seed, num_labels)), eval_examples, eval_targets, full, num_labels)
+            draw = draw_k_shot(targets, k, seed, num_labels)
+            result = protocol.score(Tfidf(draw), eval_examples, eval_targets, full, num_labels)
             cell.runs.append({"seed": seed, **result, "seconds": round(time.perf_counter() - start, 1)})
         cells.append(cell)
     whole = protocol.score(Tfidf(np.arange(len(examples))), eval_examples, eval_targets, full, num_labels)

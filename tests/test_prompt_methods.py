@@ -96,7 +96,7 @@ def test_shared_prefix_cache_gives_the_same_scores(tiny_llama: Path) -> None:
     conts = [scorer.encode(" positive"), scorer.encode(" negative"), scorer.encode(" great")]
     cached = scorer.continuation(scorer.prefix(prefix_ids), contexts, conts)
     plain = scorer.continuation(None, [prefix_ids + c for c in contexts], conts)
-    for a, b in zip(cached, plain, strict=False):
+    for a, b in zip(cached, plain, strict=True):
         assert np.allclose(a, b, atol=1e-4)
     with torch.inference_mode():
         full = model(torch.tensor([prefix_ids + contexts[0] + conts[0]])).logits[0].log_softmax(-1)

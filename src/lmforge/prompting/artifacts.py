@@ -63,7 +63,8 @@ class PromptPredictor:
         """Label log-scores (N, C)."""
         return self.classifier.label_scores(texts, pairs)
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
+    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
+                batch_size: int = 64) -> list[dict[str, Any]]:
         """Predictions for ``texts`` (and ``pairs``), in input order."""
         if isinstance(texts, str):
             texts = [texts]
@@ -71,7 +72,7 @@ class PromptPredictor:
             return []
         examples = input_examples(self.data, texts, pairs)
         results = self.task.postprocess(self.scores(examples.texts, examples.pairs), self.labels, top_k)
-        return [{"text": t, **r} for t, r in zip(texts, results, strict=False)]
+        return [{"text": t, **r} for t, r in zip(texts, results, strict=True)]
 
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:

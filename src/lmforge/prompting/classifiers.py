@@ -114,7 +114,7 @@ class DecoderClassifier:
             return [self.scorer.encode(q) for q in queries]
         assert self.encoder is not None
         chosen = self.demos.nearest(self.encoder.embed(texts, pairs), self.encoder.embed(self.demos.texts, self.demos.pairs))
-        return [self.scorer.encode(self.demos.text(idx) + q, first=True) for idx, q in zip(chosen, queries, strict=False)]
+        return [self.scorer.encode(self.demos.text(idx) + q, first=True) for idx, q in zip(chosen, queries, strict=True)]
 
     def label_scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         contexts = self.contexts(texts, pairs)

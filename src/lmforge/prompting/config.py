@@ -104,8 +104,9 @@ class PromptConfig(Section):
     pet: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=2e-5, head_lr=1e-4))
     pet_decoder: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=10, max_steps=40, batch_size=8, lr=1e-5))
     setfit: SetFitConfig = Field(default_factory=SetFitConfig)
-    head: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=5e-5, head_lr=1e-3))
-    output: OutputConfig = Field(default_factory=lambda: OutputConfig(dir="runs/prompt-{name}", name="prompt", tensorboard=False))
+    head: FewShotTrain = Field(
+        default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=5e-5, head_lr=1e-3))
+    output: OutputConfig = Field(default_factory=lambda: OutputConfig(name="prompt", tensorboard=False))
     save: Literal["first_seed", "none"] = Field("first_seed",
         description="Save an artifact per method and k from the first seed, or none.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto",

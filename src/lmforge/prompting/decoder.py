@@ -119,7 +119,7 @@ class CausalScorer:
 
     def continuation(self, prefix: Prefix | None, contexts: list[list[int]], conts: list[list[int]]) -> list[np.ndarray]:
         """Per-token log-probs of each continuation after its context."""
-        rows = [c + t for c, t in zip(contexts, conts, strict=False)]
+        rows = [c + t for c, t in zip(contexts, conts, strict=True)]
 
         def read(logits: torch.Tensor, i: int) -> np.ndarray:
             start = len(contexts[i]) - 1

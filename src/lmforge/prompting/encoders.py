@@ -77,7 +77,7 @@ class SentenceEncoder:
 
     def embed(self, texts: list[str], pairs: list[str] | None = None, desc: str = "embedding") -> np.ndarray:
         """Unit vectors (N, D) of ``texts`` in input order; texts seen before come from the cache."""
-        keys = list(zip(texts, pairs if pairs is not None else [None] * len(texts), strict=False))
+        keys = list(zip(texts, pairs if pairs is not None else [None] * len(texts), strict=True))
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
         if todo:
             self._embed_new(todo, desc)
@@ -92,7 +92,7 @@ class SentenceEncoder:
                 texts = [keys[i][0] for i in index]
                 pairs = [keys[i][1] or "" for i in index] if keys[index[0]][1] is not None else None
                 vectors = self.forward(self.batch(texts, pairs)).float().cpu().numpy()
-                for i, vec in zip(index, vectors, strict=False):
+                for i, vec in zip(index, vectors, strict=True):
                     self._cache[keys[i]] = vec
 
     def save(self, out: Path) -> None:

@@ -137,7 +137,8 @@ def _maybe_calibrate(ctx: Context, clf: Any) -> Any:
     texts = list(CONTENT_FREE)
     pairs = list(CONTENT_FREE) if ctx.cfg.data.text_pair_column else None
     p_cf = content_free_probs(clf.label_scores(texts, pairs))
-    log.info("calibration: content-free label distribution %s", ", ".join(f"{n}={p:.3f}" for n, p in zip(ctx.labels.names, p_cf, strict=False)))
+    shown = ", ".join(f"{n}={p:.3f}" for n, p in zip(ctx.labels.names[:10], p_cf[:10], strict=True))
+    log.info("calibration: content-free label distribution %s", shown)
     return Calibrated(clf, p_cf)
 
 

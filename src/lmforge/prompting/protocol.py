@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score
+from tqdm.auto import tqdm
 
 from lmforge.data.examples import Examples
+from lmforge.errors import ConfigError
 from lmforge.prompting.methods import METHODS, Context, Method, build
 from lmforge.prompting.sampling import draw_k_shot, eval_subset
 
@@ -83,26 +85,27 @@ def run(ctx: Context, pool: tuple[Examples, np.ndarray], evaluation: tuple[Examp
     num_labels = len(ctx.labels.names)
     full = np.arange(len(eval_examples))
     subset = eval_subset(len(eval_examples), ctx.cfg.shots.decoder_eval_samples, ctx.cfg.shots.eval_seed)
+    plan = [(k, METHODS.get(name)) for k in ks for name in methods if METHODS.get(name).few_shot == (k > 0)]
     cells = []
-    for k in ks:
-        for name in methods:
-            method = METHODS.get(name)
-            if method.few_shot != (k > 0):
-                continue
-            cell = Cell(name, k)
+    with tqdm(total=sum(len(seeds) if k > 0 else 1 for k, _ in plan), desc="prompt runs", unit="run") as bar:
+        for k, method in plan:
+            cell = Cell(method.name, k)
             for seed in (seeds if k > 0 else seeds[:1]):
                 draw = draw_k_shot(targets, k, seed, num_labels) if k > 0 else None
                 start = time.perf_counter()
                 clf = build(method, ctx, examples.subset(draw) if draw is not None else None,
                             targets[draw] if draw is not None else None, seed)
                 result = score(clf, eval_examples, eval_targets, subset if method.decoder else full, num_labels)
-                result = {"seed": seed, **result, "seconds": round(time.perf_counter() - start, 1)}
-                cell.runs.append(result)
-                log.info("%s k=%d seed=%d: accuracy %.4f, macro-F1 %.4f (%d examples, %.0fs)", name, k, seed,
-                         result["accuracy"], result["macro_f1"], result["n_eval"], result["seconds"])
+                cell.runs.append({"seed": seed, **result, "seconds": round(time.perf_counter() - start, 1)})
+                log.info("%s k=%d seed=%d: accuracy %.4f, macro-F1 %.4f (%d examples, %.0fs)", method.name, k, seed,
+                         result["accuracy"], result["macro_f1"], result["n_eval"], cell.runs[-1]["seconds"])
                 if save is not None and seed == seeds[0]:
                     save(clf, method, k, seed)
+                bar.update(1)
             cells.append(cell)
+    if not cells:
+        raise ConfigError(f"nothing to run: methods {', '.join(methods)} at k={ks}; zero-shot methods need k=0 in "
+                          "shots.k, few-shot methods a k > 0")
     return cells
 
 
@@ -124,7 +127,7 @@ def format_cells(cells: list[Cell], ks: list[int]) -> str:
         row.append(str(next(c.runs[0]["n_eval"] for c in cells if c.method == name)))
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

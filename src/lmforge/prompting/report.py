@@ -26,7 +26,7 @@ def plot_accuracy(cells: list[Cell], ks: list[int], path: Path) -> Path | None:
         if mine[0].k == 0 and few:
             ax.axhline(100 * mine[0].stat()[0], linestyle="--", linewidth=1, color=color, label=f"{name} (zero-shot)")
             continue
-        means, stds = zip(*(c.stat() for c in mine), strict=False)
+        means, stds = zip(*(c.stat() for c in mine), strict=True)
         ax.errorbar([c.k for c in mine], [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=3,
                     color=color, label=name)
     if not ax.lines and not ax.containers:

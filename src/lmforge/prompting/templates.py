@@ -222,7 +222,8 @@ def fit_slots(tokenizer: Any, template: Template, text: str, pair: str | None, b
             keep_text -= 1
         else:
             keep_pair -= 1
-    return {"text": truncate_tokens(tokenizer, text, keep_text), "text_pair": truncate_tokens(tokenizer, pair, keep_pair), **fixed}
+    return {"text": truncate_tokens(tokenizer, text, keep_text), "text_pair": truncate_tokens(tokenizer, pair, keep_pair),
+            **fixed}
 
 
 def is_chinese(texts: list[str], sample: int = 200) -> bool:

@@ -28,9 +28,11 @@ CONTENT_FREE = ("N/A", "", "[MASK]")
 
 # (task, language) -> label alias (casefolded) -> (readable name, words).
 # Several words per label let each template find its natural one ("It was great." / "Sentiment: positive").
-_SENTIMENT_EN = {"positive": ("positive", ["positive", "great", "good"]), "negative": ("negative", ["negative", "terrible", "bad"]),
+_SENTIMENT_EN = {"positive": ("positive", ["positive", "great", "good"]),
+                 "negative": ("negative", ["negative", "terrible", "bad"]),
                  "neutral": ("neutral", ["okay"])}
-_SENTIMENT_ZH = {"positive": ("正面", ["正面", "好", "棒"]), "negative": ("负面", ["负面", "差", "糟"]), "neutral": ("中性", ["一般"])}
+_SENTIMENT_ZH = {"positive": ("正面", ["正面", "好", "棒"]), "negative": ("负面", ["负面", "差", "糟"]),
+                 "neutral": ("中性", ["一般"])}
 _SENTIMENT_ALIASES = {"pos": "positive", "fresh": "positive", "good": "positive", "正面": "positive", "积极": "positive",
                       "neg": "negative", "rotten": "negative", "bad": "negative", "负面": "negative", "消极": "negative",
                       "中性": "neutral"}
@@ -98,7 +100,7 @@ class Verbalizer:
         """
         words, owner = self.flat()
         out = []
-        for word, label in zip(words, owner, strict=False):
+        for word, label in zip(words, owner, strict=True):
             ids = tokenizer((" " + word) if leading_space else word, add_special_tokens=False)["input_ids"]
             ids = [i for i in ids if i != getattr(tokenizer, "unk_token_id", None)] or ids
             if not ids:
@@ -168,15 +170,15 @@ def build_verbalizer(labels: list[str], task: str, language: str, user: dict[str
                           "fix the keys")
     builtin = _builtin_entry(task, language, labels)
     names, words = [], []
-    for label, entry in zip(labels, builtin, strict=False):
+    for label, entry in zip(labels, builtin, strict=True):
         name, default = entry if entry else (readable(label), [readable(label)])
         names.append(name)
         chosen = user.get(label) or default
         if any(not w.strip() for w in chosen):
             raise ConfigError(f"prompt.verbalizer: label {label!r} has an empty word; give each label one or more words")
         words.append(chosen)
-    if any(entry and label.lstrip("-").isdigit() and label not in user for label, entry in zip(labels, builtin, strict=False)):
-        log.info("verbalizer: numeric labels read as %s", ", ".join(f"{lb}={n}" for lb, n in zip(labels, names, strict=False)))
+    if any(entry and label.lstrip("-").isdigit() and label not in user for label, entry in zip(labels, builtin, strict=True)):
+        log.info("verbalizer: numeric labels read as %s", ", ".join(f"{lb}={n}" for lb, n in zip(labels, names, strict=True)))
     return Verbalizer(labels, names, words, multi_token)
 
 

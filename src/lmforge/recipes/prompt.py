@@ -55,7 +55,8 @@ def load_data(cfg: PromptConfig) -> tuple[tuple[Examples, np.ndarray], tuple[Exa
     splits, labels = labeled_splits(cfg.data, get_task(TaskConfig()))
     name = "test" if "test" in splits else "validation"
     if name not in splits:
-        raise ConfigError("no evaluation set: give data.validation (or data.test), or hold one out with data.split.validation > 0")
+        raise ConfigError("no evaluation set: give data.validation (or data.test), "
+                          "or hold one out with data.split.validation > 0")
     return splits["train"], splits[name], labels
 
 
@@ -72,7 +73,8 @@ def make_context(cfg: PromptConfig, labels: LabelSpace, pool: Examples, run_dir:
         unknown = sorted(set(cfg.prompt.names) - set(labels.names))
         if unknown:
             raise ConfigError(f"prompt.names names labels {unknown} that are not in the data; labels: {', '.join(labels.names)}")
-        verbalizer.names = [cfg.prompt.names.get(label, name) for label, name in zip(labels.names, verbalizer.names, strict=False)]
+        pairs = zip(labels.names, verbalizer.names, strict=True)
+        verbalizer.names = [cfg.prompt.names.get(label, name) for label, name in pairs]
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     log.info("prompting: task %s (%s), verbalizer %s", cfg.prompt.task, language, verbalizer.describe())
     return Context(cfg, labels, verbalizer, templates, device, run_dir / "work")
