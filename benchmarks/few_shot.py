@@ -153,6 +153,15 @@ def summary(results: dict[str, dict[str, Any]], quick: bool, threads: int) -> di
     }
 
 
+def write_plots(out: dict[str, Any], stem: Path) -> None:
+    """``<stem>_<dataset>.png``: accuracy against k per method, from the summary's per-seed runs."""
+    from lmforge.prompting.report import plot_accuracy
+
+    for name, cells in out["runs"].items():
+        rebuilt = [protocol.Cell(c["method"], c["k"], c["runs"]) for c in cells]
+        plot_accuracy(rebuilt, sorted({c.k for c in rebuilt}), stem.parent / f"{stem.name}_{name}.png")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: k = 0 and 8 (5), one seed, small evaluation sets")
@@ -177,6 +186,7 @@ def main() -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_plots(out, Path(args.out).with_suffix(""))
     print(line)
     return 0
 

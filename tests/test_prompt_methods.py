@@ -126,3 +126,20 @@ def test_cli_prints_the_table(tiny_bert: Path, tiny_llama: Path, small_csv: Path
     assert '"label"' in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "run" / "similarity-k0"), "--data", str(small_csv), "--json"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("which", ["bert", "llama"])
+def test_head_at_read_positions_matches_full_logits(which: str, tiny_bert: Path, tiny_llama: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from lmforge.prompting.lmhead import logits_at, split_head
+
+    auto, path = (AutoModelForMaskedLM, tiny_bert) if which == "bert" else (AutoModelForCausalLM, tiny_llama)
+    model = auto.from_pretrained(path).eval()
+    assert split_head(model) is not None
+    ids = torch.tensor([[2, 7, 8, 9, 3], [2, 10, 11, 3, 0]])
+    inputs = {"input_ids": ids, "attention_mask": (ids > 0).long()}
+    position = torch.tensor([2, 1])
+    with torch.inference_mode():
+        full = model(**inputs).logits[torch.arange(2), position]
+        assert torch.allclose(logits_at(model, inputs, position), full, atol=1e-5)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from lmforge.data.batching import eval_batches
 from lmforge.errors import ConfigError
+from lmforge.prompting.lmhead import split_head
 
 log = logging.getLogger("lmforge.prompting")
 
@@ -55,8 +56,10 @@ class CausalScorer:
     def __init__(self, model: nn.Module, tokenizer: Any, batch_size: int = 16) -> None:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.device = next(model.parameters()).device
+        # The head runs only at the positions that are read (see lmhead.py).
+        self.trunk, self.head = split_head(model) or (model, None)
         # transformers renamed ``past_key_values`` to ``cache`` during 5.x; take whichever this model has.
-        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.cache_arg = "cache" if "cache" in inspect.signature(self.trunk.forward).parameters else "past_key_values"
 
     def encode(self, text: str, first: bool = False) -> list[int]:
         """Token ids of ``text``; special tokens (a BOS) only when it starts the sequence."""
@@ -67,7 +70,7 @@ class CausalScorer:
         if not ids:
             return None
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+            out = self.trunk(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
         cache = getattr(out, "cache", None) or out.past_key_values
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         return Prefix(list(ids), kv)
@@ -80,7 +83,7 @@ class CausalScorer:
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     def _forward(self, prefix: Prefix | None, rows: list[list[int]]) -> torch.Tensor:
-        """Logits (B, T, V) of right-padded ``rows`` that follow ``prefix``."""
+        """Hidden states (B, T, H) of right-padded ``rows`` that follow ``prefix`` (logits when the head is not split off)."""
         p = len(prefix.ids) if prefix else 0
         width = max(len(r) for r in rows)
         pad_id = int(self.tokenizer.pad_token_id)
@@ -92,13 +95,18 @@ class CausalScorer:
             mask[i, p:p + len(row)] = 1
         positions = torch.arange(p, p + width).expand(len(rows), -1)
         kwargs: dict[str, Any] = {self.cache_arg: self._cache(prefix, len(rows))} if prefix else {}
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+        out = self.trunk(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                          position_ids=positions.to(self.device), use_cache=bool(prefix), **kwargs)
-        return out.logits
+        return out.logits if self.head is None else out.last_hidden_state
+
+    def log_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """Token log-probabilities (L, V) from :meth:`_forward` states (L, H or V) of one row."""
+        logits = states if self.head is None else self.head(states)
+        return logits.float().log_softmax(-1)
 
     def run(self, prefix: Prefix | None, rows: list[list[int]], read: Callable[[torch.Tensor, int], Any],
             desc: str = "scoring") -> list[Any]:
-        """``read(logits_of_row (T, V), row_index)`` for every row, in input order."""
+        """``read(states_of_row, row_index)`` for every row, in input order (see :meth:`log_probs`)."""
         results: list[Any] = [None] * len(rows)
         batches = eval_batches(np.asarray([len(r) for r in rows]), self.batch_size)
         with torch.inference_mode():
@@ -112,8 +120,9 @@ class CausalScorer:
         """Log-probs (N, K) of ``token_ids`` right after each context."""
         ids = torch.tensor(token_ids, device=self.device)
 
-        def read(logits: torch.Tensor, i: int) -> np.ndarray:
-            return logits[len(contexts[i]) - 1].float().log_softmax(-1)[ids].cpu().numpy()
+        def read(states: torch.Tensor, i: int) -> np.ndarray:
+            last = len(contexts[i]) - 1
+            return self.log_probs(states[last:last + 1])[0, ids].cpu().numpy()
 
         return np.stack(self.run(prefix, contexts, read))
 
@@ -121,9 +130,9 @@ class CausalScorer:
         """Per-token log-probs of each continuation after its context."""
         rows = [c + t for c, t in zip(contexts, conts, strict=True)]
 
-        def read(logits: torch.Tensor, i: int) -> np.ndarray:
+        def read(states: torch.Tensor, i: int) -> np.ndarray:
             start = len(contexts[i]) - 1
-            steps = logits[start:start + len(conts[i])].float().log_softmax(-1)  # (L, V)
+            steps = self.log_probs(states[start:start + len(conts[i])])  # (L, V)
             target = torch.tensor(conts[i], device=steps.device)
             return steps.gather(1, target[:, None])[:, 0].cpu().numpy()
 

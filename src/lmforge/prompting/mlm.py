@@ -27,6 +27,7 @@ from torch import nn
 from lmforge.data.batching import eval_batches, pad
 from lmforge.data.tokenize import Ragged
 from lmforge.errors import ConfigError
+from lmforge.prompting.lmhead import logits_at
 from lmforge.prompting.templates import Template, fit_slots
 from lmforge.prompting.verbalizers import Verbalizer, word_scores_at
 
@@ -135,8 +136,8 @@ class Cloze:
     def forward(self, batch: dict[str, torch.Tensor], model: nn.Module | None = None) -> torch.Tensor:
         """Label log-scores (B, C) of a batch, differentiable; ``model`` is the (wrapped) one being trained."""
         model = model or self.model
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-        at_mask = logits[torch.arange(logits.shape[0], device=logits.device), batch["position"]]  # (B, V)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        at_mask = logits_at(model, inputs, batch["position"])  # (B, V)
         words = word_scores_at(at_mask.float().log_softmax(-1), self.word_ids)  # (B, W)
         return self.verbalizer.label_scores(words)
 
