@@ -143,3 +143,18 @@ def test_head_at_read_positions_matches_full_logits(which: str, tiny_bert: Path,
     with torch.inference_mode():
         full = model(**inputs).logits[torch.arange(2), position]
         assert torch.allclose(logits_at(model, inputs, position), full, atol=1e-5)
+
+
+def test_chinese_data_gets_chinese_templates_and_words(tiny_bert: Path, tiny_llama: Path, tmp_path: Path) -> None:
+    rows = [{"text": t, "label": lb} for t, lb in [("电影很好", "正面"), ("很好很好", "正面"), ("电影好", "正面"),
+                                                  ("电影很坏", "负面"), ("很坏", "负面"), ("坏电影", "负面")] * 4]
+    data = write_csv(tmp_path / "zh.csv", rows)
+    cfg = prompt_config(tiny_bert, tiny_llama, data, tmp_path / "run", methods=["cloze", "likelihood", "pet"],
+                        shots={"k": [0, 2], "seeds": [0], "decoder_eval_samples": None})
+    result = prompt(cfg)
+    meta = json.loads((result.artifacts["likelihood-k0"] / "lmforge.json").read_text(encoding="utf-8"))
+    assert meta["template"] == "评论：{text}\n情感：{label}"
+    assert meta["verbalizer"]["words"] == [["正面", "好", "棒"], ["负面", "差", "糟"]]
+    pet_meta = json.loads((result.artifacts["pet-k2"] / "lmforge.json").read_text(encoding="utf-8"))
+    assert pet_meta["template"] == "{text}总之很{mask}。"
+    assert lmforge.load(result.artifacts["pet-k2"]).predict(["电影很好"])[0]["label"] in ("正面", "负面")
