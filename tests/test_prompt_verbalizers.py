@@ -37,6 +37,9 @@ def test_unknown_labels_fall_back_to_readable_names_and_user_words_win() -> None
     assert readable("pin_blocked") == "pin blocked"
     with pytest.raises(ConfigError, match=r"labels \['nope'\] that are not in the data"):
         build_verbalizer(["a", "b"], "topic", "en", {"nope": ["x"]})
+    with pytest.raises(ConfigError, match=r"prompt.names names labels \['c'\]"):
+        build_verbalizer(["a", "b"], "topic", "en", None, "mean", {"c": "x"})
+    assert build_verbalizer(["a", "b"], "topic", "en", None, "mean", {"a": "alpha"}).names == ["alpha", "b"]
     with pytest.raises(ConfigError, match="empty word"):
         build_verbalizer(["a", "b"], "topic", "en", {"a": [" "]})
 

@@ -40,7 +40,9 @@ def model_ref(name: str, source: str) -> str:
     """How a saved artifact names a model it does not copy: the zoo name, or an absolute folder."""
     from lmforge import zoo
 
-    return name if name in zoo.ZOO else str(Path(source).resolve()) if Path(source).exists() else source
+    if name in zoo.ZOO or not Path(source).exists():
+        return name if name in zoo.ZOO else source
+    return str(Path(source).resolve())
 
 
 def resolve_ref(path: Path, ref: str) -> str:

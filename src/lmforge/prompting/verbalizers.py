@@ -156,23 +156,37 @@ def _builtin_entry(task: str, language: str, labels: list[str]) -> list[tuple[st
     return out
 
 
+def _check_keys(option: str, given: dict[str, Any], labels: list[str]) -> None:
+    unknown = sorted(set(given) - set(labels))
+    if unknown:
+        shown = ", ".join(labels[:20]) + (" ..." if len(labels) > 20 else "")
+        raise ConfigError(f"{option} names labels {unknown} that are not in the data (labels: {shown}); fix the keys")
+
+
 def build_verbalizer(labels: list[str], task: str, language: str, user: dict[str, list[str] | str] | None = None,
-                     multi_token: MultiToken = "mean") -> Verbalizer:
+                     multi_token: MultiToken = "mean", user_names: dict[str, str] | None = None) -> Verbalizer:
     """The verbalizer of ``labels``: the user's words where given, else built-in lists, else the readable label name.
 
+    Args:
+        labels: Label names in id order.
+        task: ``sentiment``, ``topic``, ``intent`` or ``entailment`` (picks the built-in lists).
+        language: ``en`` or ``zh``.
+        user: Label -> word(s) from ``prompt.verbalizer``.
+        multi_token: ``mean`` or ``first``.
+        user_names: Label -> readable name from ``prompt.names``.
+
     Raises:
-        ConfigError: The user's words name a label that does not exist.
+        ConfigError: The user's words or names refer to a label that does not exist.
     """
     user = {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in (user or {}).items()}
-    unknown = sorted(set(user) - set(labels))
-    if unknown:
-        raise ConfigError(f"prompt.verbalizer names labels {unknown} that are not in the data (labels: {', '.join(labels)}); "
-                          "fix the keys")
+    user_names = {str(k): str(v) for k, v in (user_names or {}).items()}
+    _check_keys("prompt.verbalizer", user, labels)
+    _check_keys("prompt.names", user_names, labels)
     builtin = _builtin_entry(task, language, labels)
     names, words = [], []
     for label, entry in zip(labels, builtin, strict=True):
         name, default = entry if entry else (readable(label), [readable(label)])
-        names.append(name)
+        names.append(user_names.get(label, name))
         chosen = user.get(label) or default
         if any(not w.strip() for w in chosen):
             raise ConfigError(f"prompt.verbalizer: label {label!r} has an empty word; give each label one or more words")

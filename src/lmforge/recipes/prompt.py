@@ -68,13 +68,8 @@ def make_context(cfg: PromptConfig, labels: LabelSpace, pool: Examples, run_dir:
     if language == "auto":
         language = "zh" if is_chinese(pool.texts) else "en"
     templates = builtin(cfg.prompt.task, language).updated(cfg.prompt.templates.model_dump())
-    verbalizer = build_verbalizer(labels.names, cfg.prompt.task, language, cfg.prompt.verbalizer, cfg.prompt.multi_token)
-    if cfg.prompt.names:
-        unknown = sorted(set(cfg.prompt.names) - set(labels.names))
-        if unknown:
-            raise ConfigError(f"prompt.names names labels {unknown} that are not in the data; labels: {', '.join(labels.names)}")
-        pairs = zip(labels.names, verbalizer.names, strict=True)
-        verbalizer.names = [cfg.prompt.names.get(label, name) for label, name in pairs]
+    verbalizer = build_verbalizer(labels.names, cfg.prompt.task, language, cfg.prompt.verbalizer, cfg.prompt.multi_token,
+                                  cfg.prompt.names)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     log.info("prompting: task %s (%s), verbalizer %s", cfg.prompt.task, language, verbalizer.describe())
     return Context(cfg, labels, verbalizer, templates, device, run_dir / "work")
