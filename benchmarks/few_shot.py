@@ -45,7 +45,7 @@ def sst2_config(data: Path, quick: bool, run_dir: Path) -> dict[str, Any]:
     return {
         "data": {"train": str(data / "sst2" / "train.tsv"), "validation": str(data / "sst2" / "dev.tsv"),
                  "text_column": "sentence", "max_length": 64, "max_eval_samples": 300 if quick else None, "cache": False},
-        "prompt": {"task": "sentiment"},
+        "prompt": {"task": "sentiment", "calibrate": "both"},
         "methods": SST2_METHODS,
         "shots": {"k": [0, 8] if quick else [0, 8, 16, 32], "seeds": [0] if quick else [0, 1, 2, 3, 4],
                   "decoder_eval_samples": 60 if quick else 500},
@@ -63,7 +63,7 @@ def banking_config(data: Path, quick: bool, run_dir: Path) -> dict[str, Any]:
         "data": {"train": str(data / "banking77" / "train.csv"), "label_column": "category", "max_length": 64,
                  "split": {"validation": 0.2, "seed": 42, "stratify": True}, "max_eval_samples": 300 if quick else None,
                  "cache": False},
-        "prompt": {"task": "intent"},
+        "prompt": {"task": "intent", "calibrate": "both"},
         "methods": BANKING_METHODS,
         "shots": {"k": [0, 5] if quick else [0, 5, 10], "seeds": [0] if quick else [0, 1, 2, 3, 4]},
         "pet": {"max_steps": 10 if quick else 300, "batch_size": 16},

@@ -32,8 +32,9 @@ class PromptSection(Section):
     names: dict[str, str] | None = Field(None, description="Label -> readable name offered as a choice to instruct models.")
     multi_token: Literal["mean", "first"] = Field("mean",
         description="Score a word of several tokens by the mean of its tokens' log-probs, or by its first token.")
-    calibrate: bool = Field(False,
-        description="Contextual calibration (Zhao et al. 2021): divide by the label probabilities of content-free inputs.")
+    calibrate: bool | Literal["both"] = Field(False,
+        description="Contextual calibration (Zhao et al. 2021): divide by the label probabilities of content-free "
+                    "inputs; 'both' reports each calibratable method as is and calibrated (<method>+cal).")
 
 
 class ModelsConfig(Section):

@@ -131,9 +131,8 @@ class Method:
 METHODS: Registry[Method] = Registry("prompting method")
 
 
-def _maybe_calibrate(ctx: Context, clf: Any) -> Any:
-    if not ctx.cfg.prompt.calibrate:
-        return clf
+def calibrated(ctx: Context, clf: Any) -> Calibrated:
+    """``clf`` corrected by its label distribution on the content-free inputs."""
     texts = list(CONTENT_FREE)
     pairs = list(CONTENT_FREE) if ctx.cfg.data.text_pair_column else None
     p_cf = content_free_probs(clf.label_scores(texts, pairs))
@@ -232,10 +231,18 @@ for _method in (
     METHODS.add(_method.name, _method)
 
 
-def build(method: Method, ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    """The classifier of ``method``, calibrated when the config asks and the method allows."""
+def build_variants(method: Method, ctx: Context, examples: Examples | None, targets: np.ndarray | None,
+                   seed: int) -> list[tuple[str, Any]]:
+    """``(name, classifier)`` of ``method``: as built, calibrated (``prompt.calibrate: true``), or both.
+
+    With ``both``, the calibrated one is named ``<method>+cal``.
+    """
     clf = method.build(ctx, examples, targets, seed)
-    return _maybe_calibrate(ctx, clf) if method.calibratable else clf
+    mode = ctx.cfg.prompt.calibrate
+    if not method.calibratable or mode is False:
+        return [(method.name, clf)]
+    fixed = calibrated(ctx, clf)
+    return [(method.name, fixed)] if mode is True else [(method.name, clf), (f"{method.name}+cal", fixed)]
 
 
 def check_templates(ctx: Context, methods: list[str]) -> None:

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 
 from lmforge.data.examples import Examples
 from lmforge.errors import ConfigError
-from lmforge.prompting.methods import METHODS, Context, Method, build
+from lmforge.prompting.classifiers import Calibrated
+from lmforge.prompting.methods import METHODS, Context, Method, build_variants
 from lmforge.prompting.sampling import draw_k_shot, eval_subset
+from lmforge.prompting.verbalizers import calibrate
 
 log = logging.getLogger("lmforge.prompting")
 
@@ -54,22 +56,42 @@ class Cell:
                 "runs": self.runs}
 
 
+def metrics(scores: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, Any]:
+    """Accuracy and macro-F1 of label scores (N, C) against gold label ids."""
+    pred = np.asarray(scores).argmax(axis=1)
+    f1 = f1_score(gold, pred, average="macro", labels=list(range(num_labels)), zero_division=0)
+    return {"accuracy": round(float((pred == gold).mean()), 4), "macro_f1": round(float(f1), 4), "n_eval": int(len(gold))}
+
+
 def score(clf: Any, examples: Examples, targets: np.ndarray, index: np.ndarray, num_labels: int) -> dict[str, Any]:
     """Accuracy and macro-F1 of ``clf`` on the examples at ``index``."""
     sub = examples.subset(index)
-    pred = np.asarray(clf.label_scores(sub.texts, sub.pairs)).argmax(axis=1)
-    gold = targets[index]
-    return {"accuracy": round(float((pred == gold).mean()), 4),
-            "macro_f1": round(float(f1_score(gold, pred, average="macro", labels=list(range(num_labels)), zero_division=0)), 4),
-            "n_eval": int(len(index))}
+    return metrics(clf.label_scores(sub.texts, sub.pairs), targets[index], num_labels)
 
 
-Saver = Callable[[Any, Method, int, int], None]
+def score_variants(variants: list[tuple[str, Any]], examples: Examples, targets: np.ndarray, index: np.ndarray,
+                   num_labels: int) -> dict[str, dict[str, Any]]:
+    """Scores of each variant; a calibrated variant reuses its inner classifier's scores (no second pass)."""
+    sub = examples.subset(index)
+    raw: dict[int, np.ndarray] = {}
+    out = {}
+    for name, clf in variants:
+        inner = getattr(clf, "inner", None)
+        if isinstance(clf, Calibrated) and id(inner) in raw:
+            scores = calibrate(raw[id(inner)], clf.p_cf)
+        else:
+            scores = raw[id(clf)] = clf.label_scores(sub.texts, sub.pairs)
+        out[name] = metrics(scores, targets[index], num_labels)
+    return out
+
+
+# save(classifier, method, variant name, k, seed)
+Saver = Callable[[Any, Method, str, int, int], None]
 
 
 def run(ctx: Context, pool: tuple[Examples, np.ndarray], evaluation: tuple[Examples, np.ndarray], methods: list[str],
         ks: list[int], seeds: list[int], save: Saver | None = None) -> list[Cell]:
-    """Run every method at every k over ``seeds``; ``save(clf, method, k, seed)`` is called for the first seed.
+    """Run every method at every k over ``seeds``; ``save`` is called with each classifier of the first seed.
 
     Args:
         ctx: Models, templates and settings.
@@ -78,35 +100,48 @@ def run(ctx: Context, pool: tuple[Examples, np.ndarray], evaluation: tuple[Examp
         methods: Method names, in table order.
         ks: Examples per class; 0 for zero-shot.
         seeds: One draw per seed.
-        save: Called with the classifier of each (method, k) built from the first seed.
+        save: Called with the classifier of each (method variant, k) built from the first seed.
     """
-    examples, targets = pool
-    eval_examples, eval_targets = evaluation
-    num_labels = len(ctx.labels.names)
-    full = np.arange(len(eval_examples))
-    subset = eval_subset(len(eval_examples), ctx.cfg.shots.decoder_eval_samples, ctx.cfg.shots.eval_seed)
     plan = [(k, METHODS.get(name)) for k in ks for name in methods if METHODS.get(name).few_shot == (k > 0)]
+    if not plan:
+        raise ConfigError(f"nothing to run: methods {', '.join(methods)} at k={ks}; zero-shot methods need k=0 in "
+                          "shots.k, few-shot methods a k > 0")
     cells = []
     with tqdm(total=sum(len(seeds) if k > 0 else 1 for k, _ in plan), desc="prompt runs", unit="run") as bar:
         for k, method in plan:
-            cell = Cell(method.name, k)
+            by_name: dict[str, Cell] = {}
             for seed in (seeds if k > 0 else seeds[:1]):
-                draw = draw_k_shot(targets, k, seed, num_labels) if k > 0 else None
-                start = time.perf_counter()
-                clf = build(method, ctx, examples.subset(draw) if draw is not None else None,
-                            targets[draw] if draw is not None else None, seed)
-                result = score(clf, eval_examples, eval_targets, subset if method.decoder else full, num_labels)
-                cell.runs.append({"seed": seed, **result, "seconds": round(time.perf_counter() - start, 1)})
-                log.info("%s k=%d seed=%d: accuracy %.4f, macro-F1 %.4f (%d examples, %.0fs)", method.name, k, seed,
-                         result["accuracy"], result["macro_f1"], result["n_eval"], cell.runs[-1]["seconds"])
-                if save is not None and seed == seeds[0]:
-                    save(clf, method, k, seed)
+                for name, result, clf in _one_run(ctx, pool, evaluation, method, k, seed):
+                    by_name.setdefault(name, Cell(name, k)).runs.append(result)
+                    if save is not None and seed == seeds[0]:
+                        save(clf, method, name, k, seed)
                 bar.update(1)
-            cells.append(cell)
-    if not cells:
-        raise ConfigError(f"nothing to run: methods {', '.join(methods)} at k={ks}; zero-shot methods need k=0 in "
-                          "shots.k, few-shot methods a k > 0")
+            cells += by_name.values()
     return cells
+
+
+def _one_run(ctx: Context, pool: tuple[Examples, np.ndarray], evaluation: tuple[Examples, np.ndarray], method: Method,
+             k: int, seed: int) -> list[tuple[str, dict[str, Any], Any]]:
+    """Build ``method`` from this seed's draw and score each of its variants: ``(name, result, classifier)``."""
+    (examples, targets), (eval_examples, eval_targets) = pool, evaluation
+    num_labels = len(ctx.labels.names)
+    if method.decoder:
+        index = eval_subset(len(eval_examples), ctx.cfg.shots.decoder_eval_samples, ctx.cfg.shots.eval_seed)
+    else:
+        index = np.arange(len(eval_examples))
+    draw = draw_k_shot(targets, k, seed, num_labels) if k > 0 else None
+    start = time.perf_counter()
+    variants = build_variants(method, ctx, examples.subset(draw) if draw is not None else None,
+                              targets[draw] if draw is not None else None, seed)
+    scored = score_variants(variants, eval_examples, eval_targets, index, num_labels)
+    seconds = round(time.perf_counter() - start, 1)
+    out = []
+    for name, clf in variants:
+        result = {"seed": seed, **scored[name], "seconds": seconds}
+        log.info("%s k=%d seed=%d: accuracy %.4f, macro-F1 %.4f (%d examples, %.0fs)", name, k, seed,
+                 result["accuracy"], result["macro_f1"], result["n_eval"], seconds)
+        out.append((name, result, clf))
+    return out
 
 
 def format_cells(cells: list[Cell], ks: list[int]) -> str:

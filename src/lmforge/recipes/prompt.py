@@ -76,8 +76,8 @@ def make_context(cfg: PromptConfig, labels: LabelSpace, pool: Examples, run_dir:
 
 
 def _saver(ctx: Context, run_dir: Path, artifacts: dict[str, Path]) -> protocol.Saver:
-    def save(clf: Any, method: Method, k: int, seed: int) -> None:
-        out = run_dir / f"{method.name}-k{k}"
+    def save(clf: Any, method: Method, name: str, k: int, seed: int) -> None:
+        out = run_dir / f"{name}-k{k}"
         save_artifact(out, clf, method.name, ctx.labels, ctx.cfg.data, ctx.verbalizer, getattr(ctx.cfg.models, method.role),
                       k=k, seed=seed)
         artifacts[out.name] = out
