@@ -82,3 +82,18 @@ def test_truncation_keeps_the_template_whole(tiny_bert: Path) -> None:
 def test_language_detection() -> None:
     assert is_chinese(["这部电影很好", "很差", "ok"])
     assert not is_chinese(["a fine film", "bad", "很好"])
+
+
+def test_cloze_prompt_keeps_its_mask_when_cut(tiny_bert: Path) -> None:
+    from lmforge.prompting.mlm import Cloze, load_mlm
+    from lmforge.prompting.verbalizers import build_verbalizer
+
+    model, tok = load_mlm(str(tiny_bert))
+    cloze = Cloze(model, tok, Template.parse("{text} it was {mask} ."), build_verbalizer(["0", "1"], "sentiment", "en"), 16)
+    inputs = cloze.encode(["good movie " * 30, "bad [MASK] plot"])
+    for i in range(2):
+        row = inputs.ids[i]
+        assert len(row) <= 16 and row[inputs.position[i]] == tok.mask_token_id
+    assert list(inputs.ids[1]).count(tok.mask_token_id) == 2 and inputs.position[1] == 6  # the text's own [MASK] is skipped
+    with pytest.raises(ConfigError, match="does not fit in data.max_length=8"):
+        Cloze(model, tok, Template.parse("it was a very very very good {text} movie , {mask}"), cloze.verbalizer, 8).encode(["x"])

@@ -103,18 +103,27 @@ class Cloze:
         """Render, truncate and tokenize the prompts; find the position to read in each."""
         if self.slot == "label":
             return self._encode_causal(texts, pairs)
-        mask_token, mask_id = self.tokenizer.mask_token, self.tokenizer.mask_token_id
         rows, positions = [], []
         for i, text in enumerate(texts):
-            pair = pairs[i] if pairs is not None else None
-            values = fit_slots(self.tokenizer, self.template, text, pair, self.max_length, mask=mask_token)
+            ids, position = self._encode_masked(text, pairs[i] if pairs is not None else None)
+            rows.append(ids)
+            positions.append(position)
+        return ClozeInputs(Ragged.from_lists(rows), np.asarray(positions, dtype=np.int64))
+
+    def _encode_masked(self, text: str, pair: str | None) -> tuple[list[int], int]:
+        """Token ids of one cloze prompt and the index of the template's mask in them."""
+        mask_token, mask_id = self.tokenizer.mask_token, self.tokenizer.mask_token_id
+        # Text cut by tokens can tokenize a little longer in context; leave more room until the mask fits.
+        for room in (self.max_length, self.max_length - 8, self.max_length - 32):
+            values = fit_slots(self.tokenizer, self.template, text, pair, room, mask=mask_token)
             ids = self.tokenizer(self.template.render(**values), truncation=True, max_length=self.max_length)["input_ids"]
             # Masks written in the text itself come before the template's when the text precedes it.
             nth = self.template.prefix("mask", **values).count(mask_token)
             found = [j for j, t in enumerate(ids) if t == mask_id]
-            positions.append(found[min(nth, len(found) - 1)])
-            rows.append(ids)
-        return ClozeInputs(Ragged.from_lists(rows), np.asarray(positions, dtype=np.int64))
+            if len(found) > nth:
+                return ids, found[nth]
+        raise ConfigError(f"{self.template.where} {self.template.source!r} does not fit in data.max_length="
+                          f"{self.max_length} tokens with its mask; raise data.max_length or shorten the template")
 
     def _encode_causal(self, texts: list[str], pairs: list[str] | None) -> ClozeInputs:
         """The prompt up to the label word (a space before it goes with the word); read at its last token."""
