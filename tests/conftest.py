@@ -117,7 +117,8 @@ def build_tiny_llama(path: Path, seed: int = 0, chat_template: bool = True) -> P
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     corpus = [" ".join(POSITIVE + NEGATIVE + FILLER), "system user assistant answer question reply classify text label",
-              "0 1 2 3 4 5 6 7 8 9 + - = ?", "中文好坏电影很"] * 20
+              "0 1 2 3 4 5 6 7 8 9 + - = ?", "中文好坏电影很",
+              "Review: Sentiment: positive negative great terrible good bad It was 评论 情感 正面 负面"] * 20
     bpe.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         bos_token="<|endoftext|>", unk_token="<|endoftext|>")

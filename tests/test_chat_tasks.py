@@ -70,7 +70,7 @@ def test_long_examples_keep_the_answer() -> None:
 
 
 def test_instruct_lora_learns_and_generates(tiny_llama: Path, instructions: Path, tmp_path: Path) -> None:
-    result = lmforge.finetune(instruct_config(tiny_llama, instructions, tmp_path / "run", {"method": "lora", "r": 8}, epochs=4))
+    result = lmforge.finetune(instruct_config(tiny_llama, instructions, tmp_path / "run", {"method": "lora", "r": 8}, epochs=8))
     evals = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert evals[-1]["loss"] < 0.8 * evals[0]["loss"]
     assert set(result.metrics["validation"]) >= {"loss", "perplexity", "response_tokens"}

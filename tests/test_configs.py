@@ -10,10 +10,11 @@ from lmforge import config
 from lmforge.config import FinetuneConfig
 from lmforge.errors import ConfigError
 from lmforge.pretraining.config import PretrainConfig
+from lmforge.prompting.config import PromptConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 # Maps the `# recipe: NAME` first line of a shipped YAML to the config class that validates it.
-RECIPES: dict[str, type] = {"finetune": FinetuneConfig, "pretrain": PretrainConfig}
+RECIPES: dict[str, type] = {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "prompt": PromptConfig}
 
 
 def recipe_of(path: Path) -> str:

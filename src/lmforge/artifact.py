@@ -27,6 +27,26 @@ from lmforge.tasks.base import Task, make_split, task_logits
 META_FILE = "lmforge.json"
 
 
+# Data settings a saved model needs to read and clean new inputs the way it was trained.
+DATA_KEYS = {"normalize", "lowercase", "fullwidth_to_halfwidth", "max_length", "text_column", "text_pair_column",
+             "label_column", "label_separator"}
+
+
+def write_meta(out: Path, kind: str, base_model: str, labels: LabelSpace, data: DataConfig, **fields: Any) -> Path:
+    """Write ``lmforge.json`` of an artifact of ``kind``, with the labels, data settings and ``fields``."""
+    meta = {
+        "kind": kind,
+        "lmforge_version": __version__,
+        "base_model": base_model,
+        **fields,
+        "labels": labels.to_dict(),
+        "data": data.model_dump(mode="json", include=DATA_KEYS),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    return out
+
+
 def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig, labels: LabelSpace,
                data: DataConfig, base_model: str, tuning: TuningConfig | None = None) -> Path:
     """Save ``model`` and ``tokenizer`` in Hugging Face format with lmforge's metadata beside them.
@@ -42,19 +62,25 @@ def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig
         tokenizer.save_pretrained(out)
     else:
         save_tuned(model, out, tuning)
-    meta = {
-        "kind": "model" if is_full(tuning) else "adapter",
-        "lmforge_version": __version__,
-        "base_model": base_model,
-        "task": task_cfg.model_dump(mode="json"),
-        "labels": labels.to_dict(),
-        "data": data.model_dump(mode="json", include={"normalize", "lowercase", "fullwidth_to_halfwidth", "max_length",
-                                                      "text_column", "text_pair_column", "label_column", "label_separator"}),
-    }
-    if not is_full(tuning):
-        meta["tuning"] = tuning.model_dump(mode="json")
-    (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    return out
+    extra = {} if is_full(tuning) else {"tuning": tuning.model_dump(mode="json")}
+    return write_meta(out, "model" if is_full(tuning) else "adapter", base_model, labels, data,
+                      task=task_cfg.model_dump(mode="json"), **extra)
+
+
+def input_examples(data: DataConfig, texts: list[str], pairs: list[str] | None = None) -> Examples:
+    """Raw input texts cleaned the way the saved model's training data was."""
+    norm = make_normalizer(data.normalize, data.lowercase, data.fullwidth_to_halfwidth)
+    clean = [norm(t) or " " for t in texts]
+    clean_pairs = [norm(p) or " " for p in pairs] if pairs is not None else None
+    return Examples(Path("<input>"), clean, clean_pairs, None, list(range(1, len(texts) + 1)))
+
+
+def labeled_examples(data: DataConfig, labels: LabelSpace, source: str | Path, text_column: str | None = None,
+                     label_column: str | None = None, **data_overrides: Any) -> tuple[Examples, np.ndarray]:
+    """A labeled file read with the saved data settings, its labels matched to the saved label names."""
+    cfg = data.model_copy(update=data_overrides)
+    examples = read_examples(str(source), cfg, text_column=text_column, label_column=label_column)
+    return encode_labels(examples, labels, cfg)
 
 
 def model_dir(run: str | Path) -> Path:
@@ -89,10 +115,7 @@ class Predictor:
         """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside."""
         if isinstance(texts, str):
             texts = [texts]
-        norm = make_normalizer(self.data.normalize, self.data.lowercase, self.data.fullwidth_to_halfwidth)
-        clean = [norm(t) or " " for t in texts]
-        clean_pairs = [norm(p) or " " for p in pairs] if pairs is not None else None
-        examples = Examples(Path("<input>"), clean, clean_pairs, None, list(range(1, len(texts) + 1)))
+        examples = input_examples(self.data, texts, pairs)
         if not texts:
             return []
         split = self._split(examples, None)
@@ -107,9 +130,7 @@ class Predictor:
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
         """Metrics on a labeled file, whose label values are matched to the saved label names."""
-        cfg = self.data.model_copy(update=data_overrides)
-        examples = read_examples(str(source), cfg, text_column=text_column, label_column=label_column)
-        examples, targets = encode_labels(examples, self.labels, cfg)
+        examples, targets = labeled_examples(self.data, self.labels, source, text_column, label_column, **data_overrides)
         split = self._split(examples, targets)
         return self.task.metrics(self.logits(split, batch_size), targets, self.labels)
 
@@ -153,6 +174,20 @@ def _load_adapter(path: Path, meta: dict[str, Any], device: str) -> Predictor:
     model = load_tuned(task.build_model(base, labels, ModelConfig()), path, meta["tuning"])
     model.to(device)
     return Predictor(path, model, load_tokenizer(base), task, labels, DataConfig(**meta["data"]))
+
+
+@ARTIFACTS.register("prompt")
+def _load_prompt(path: Path, meta: dict[str, Any], device: str) -> Loadable:
+    from lmforge.prompting.artifacts import load_prompt
+
+    return load_prompt(path, meta, device)
+
+
+@ARTIFACTS.register("setfit")
+def _load_setfit(path: Path, meta: dict[str, Any], device: str) -> Loadable:
+    from lmforge.prompting.artifacts import load_setfit
+
+    return load_setfit(path, meta, device)
 
 
 def read_meta(path: Path) -> dict[str, Any]:

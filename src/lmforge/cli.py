@@ -53,6 +53,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompt(args: argparse.Namespace) -> int:
+    from lmforge.recipes.prompt import prompt
+
+    result = prompt(args.config, args.overrides)
+    print("\naccuracy (%), mean ± std over seeds:\n" + result.table)
+    for name, path in result.artifacts.items():
+        print(f"  artifact {name}: {path}")
+    print(f"\nrun directory: {result.run_dir}")
+    return 0
+
+
 def _zoo(args: argparse.Namespace) -> int:
     from lmforge import zoo
 
@@ -132,6 +143,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
 
 
+def _add_prompt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prompt", help="zero-shot and few-shot classifiers (prompts, in-context, PET, SetFit) compared")
+    p.add_argument("config", help="YAML config (see configs/prompt_*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. shots.k=[16] methods=[setfit]")
+
+
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list or fetch the named models and datasets")
     p.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
@@ -142,6 +159,7 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[a
     "finetune": (_add_finetune, _finetune),
     "evaluate": (_add_evaluate, _evaluate),
     "predict": (_add_predict, _predict),
+    "prompt": (_add_prompt, _prompt),
     "zoo": (_add_zoo, _zoo),
     "config": (_add_config, _config),
     "tokenizer": (cli_pretrain.add_tokenizer, cli_pretrain.run_tokenizer),

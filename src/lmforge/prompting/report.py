@@ -1,0 +1,59 @@
+"""``report.md`` of ``lmforge prompt``: the comparison table and a plot of accuracy against k."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lmforge.prompting.protocol import Cell
+
+log = logging.getLogger("lmforge.prompting")
+
+
+def plot_accuracy(cells: list[Cell], ks: list[int], path: Path) -> Path | None:
+    """Mean accuracy (± std as error bars) per method against k; zero-shot methods as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    few = sorted({c.k for c in cells if c.k > 0})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for i, name in enumerate(dict.fromkeys(c.method for c in cells)):
+        color = colors[i % len(colors)]
+        mine = sorted((c for c in cells if c.method == name), key=lambda c: c.k)
+        if mine[0].k == 0 and few:
+            ax.axhline(100 * mine[0].stat()[0], linestyle="--", linewidth=1, color=color, label=f"{name} (zero-shot)")
+            continue
+        means, stds = zip(*(c.stat() for c in mine), strict=True)
+        ax.errorbar([c.k for c in mine], [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=3,
+                    color=color, label=name)
+    if not ax.lines and not ax.containers:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("labeled examples per class (k)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("prompting methods on the same k-shot draws")
+    if few:
+        ax.set_xticks(few)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_prompt_report(run_dir: Path, cells: list[Cell], table: str, ks: list[int], config_text: str) -> Path:
+    """Write ``report.md`` (table, plot, config) into ``run_dir``."""
+    plot = plot_accuracy(cells, ks, run_dir / "plots" / "accuracy_vs_k.png")
+    parts = ["# lmforge prompt", "Accuracy in percent, mean ± std over seeds (one run for zero-shot methods).",
+             f"```\n{table}\n```"]
+    if plot is not None:
+        parts.append(f"![accuracy against k](plots/{plot.name})")
+    parts.append(f"## Config\n\n```yaml\n{config_text.rstrip()}\n```")
+    path = run_dir / "report.md"
+    path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    return path
