@@ -30,10 +30,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lmforge.evaluation import format_table
     from lmforge.recipes.evaluate import evaluate
 
+    perturb = [p.strip() for p in args.perturb.split(",") if p.strip()] if args.perturb else None
     metrics = evaluate(args.run, args.data, args.text_column, args.label_column, args.text_pair_column,
-                       args.batch_size, args.on_bad_rows)
-    print(json.dumps(metrics, ensure_ascii=False) if args.json else format_table(metrics))
+                       args.batch_size, args.on_bad_rows, perturb, args.perturb_rate, args.perturb_seed)
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False))
+    elif perturb:
+        from lmforge.evaluation.perturb import robustness_table
+
+        print(format_table(metrics["clean"]) + "\n\n" + robustness_table(metrics, _headline(metrics["clean"])))
+    else:
+        print(format_table(metrics))
     return 0
+
+
+def _headline(metrics: dict) -> str:
+    return next((m for m in ("accuracy", "micro_f1", "mse") if m in metrics), next(iter(metrics)))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -84,6 +96,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-pair-column", help="second-text column, when it differs from training")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error")
+    p.add_argument("--perturb", help="also score perturbed copies of the data, e.g. typos,case,swap")
+    p.add_argument("--perturb-rate", type=float, default=0.2, help="share of words each perturbation changes")
+    p.add_argument("--perturb-seed", type=int, default=0, help="seed of the perturbed copies")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

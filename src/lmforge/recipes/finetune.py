@@ -20,7 +20,9 @@ from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.models.build import load_tokenizer, resolve
 from lmforge.tasks import get_task
 from lmforge.tasks.base import Task, infer_logits
+from lmforge.training.hooks import Hook, build_hooks
 from lmforge.training.loop import fit, make_accelerator
+from lmforge.training.regularizers import build_loss
 
 log = logging.getLogger("lmforge")
 
@@ -114,13 +116,15 @@ def _final_eval(task: Task, splits: dict[str, Split], model: Any, labels: Any, b
     return metrics, samples
 
 
-def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False) -> FinetuneResult:
+def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False,
+             hooks: list[Hook] | None = None) -> FinetuneResult:
     """Fine-tune a pretrained model on labeled text and save a run directory.
 
     Args:
         config: A YAML path, a dict or a :class:`FinetuneConfig`.
         overrides: ``key.sub=value`` strings applied on top.
         resume: Continue the run from its newest checkpoint.
+        hooks: Extra training-loop hooks, after those the config switches on.
     """
     from accelerate.utils import set_seed
 
@@ -129,23 +133,23 @@ def finetune(config: Any, overrides: list[str] | None = None, resume: bool = Fal
     run_dir = _shared_run_directory(cfg.output, resume, acc)
     handler = add_file_log(run_dir) if acc.is_main_process else None
     try:
-        return _finetune(cfg, acc, run_dir, resume, set_seed)
+        return _finetune(cfg, acc, run_dir, resume, set_seed, hooks or [])
     finally:
         if handler:
             logging.getLogger("lmforge").removeHandler(handler)
             handler.close()
 
 
-def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any, hooks: list[Hook]) -> FinetuneResult:
     if acc.is_main_process:
         (run_dir / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
     set_seed(cfg.train.seed)
     source = resolve(cfg.model.name)
     tokenizer = load_tokenizer(source)
     task = get_task(cfg.task)
-    examples, labels = labeled_splits(cfg.data, task)
+    examples, labels = labeled_splits(cfg.data, task, model_source=source)
     splits = {name: to_split(name, ex, y, tokenizer, cfg.data, token_cache_dir()) for name, (ex, y) in examples.items()}
-    set_seed(cfg.train.seed)
+    set_seed(cfg.train.seed if cfg.model.init_seed is None else cfg.model.init_seed)
     model = task.build_model(source, labels, cfg.model)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -153,8 +157,11 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
     metric = task.default_metric if cfg.train.metric == "auto" else cfg.train.metric
     batches = SplitSource(splits["train"], task.collate, cfg.train.batch_size, cfg.data.batching, cfg.train.seed, cfg.data.max_tokens)
     evaluate = _evaluator(task, splits["validation"], labels, cfg.train.eval_batch_size) if "validation" in splits else None
-    result = fit(model, batches, task.loss, cfg.train, run_dir, evaluate=evaluate, metric=metric if evaluate else "loss",
-                 mode=metric_mode(metric), resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
+    if cfg.model.init_seed is not None:
+        set_seed(cfg.train.seed)  # soup members share the head's init, not their dropout masks
+    result = fit(model, batches, build_loss(task.loss, cfg.train), cfg.train, run_dir, evaluate=evaluate,
+                 metric=metric if evaluate else "loss", mode=metric_mode(metric), hooks=build_hooks(cfg.train) + hooks,
+                 resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
     if result.status == "interrupted":
         log.warning("run interrupted; continue it with: lmforge finetune <config> --resume")
         return FinetuneResult(run_dir, result.status)
