@@ -158,6 +158,45 @@ class FinetuneConfig(Section):
         return self
 
 
+class EnsembleSection(Section):
+    members: int = Field(5, ge=2, le=50, description="Models trained for the ensemble.")
+    strategy: Literal["seeds", "kfold"] = Field("seeds", description="Members differ by seed, or each holds out one fold of train (k = members).")
+    combine: Literal["mean", "vote", "soup"] = Field("mean", description="Logit averaging, majority vote, or one model with averaged weights (soup).")
+    seeds: list[int] | None = Field(None, description="Seed of each member; train.seed, train.seed + 1, ... when absent.")
+
+
+class EnsembleConfig(FinetuneConfig):
+    """Everything ``lmforge ensemble`` needs: a fine-tuning config plus how to build the ensemble."""
+
+    ensemble: EnsembleSection = Field(default_factory=EnsembleSection)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnsembleConfig:
+        if self.ensemble.strategy == "kfold" and self.data.validation:
+            raise ValueError("ensemble.strategy=kfold holds out one fold of data.train per member; remove data.validation")
+        if self.ensemble.seeds is not None and len(self.ensemble.seeds) != self.ensemble.members:
+            raise ValueError(f"ensemble.seeds lists {len(self.ensemble.seeds)} seeds for {self.ensemble.members} members")
+        if self.ensemble.combine == "vote" and self.task.name == "regression":
+            raise ValueError("ensemble.combine=vote needs classes; use mean for regression")
+        return self
+
+
+class SearchSection(Section):
+    space: dict[str, dict[str, Any] | list[Any]] = Field(
+        default_factory=dict, description="Search space: dotted key -> {type: float|int|categorical, low, high, log, step, choices} or a list of choices.")
+    trials: int = Field(20, ge=1, description="Trials in the study (a resumed study runs only the missing ones).")
+    jobs: int | None = Field(None, ge=1, description="Trials run at once, each in its own process; all cores when absent.")
+    pruner: Literal["median", "none"] = Field("median", description="Stop trials whose validation metric falls below the median of earlier trials at the same step.")
+    sampler_seed: int = Field(0, description="Seed of the TPE sampler.")
+    keep_models: bool = Field(False, description="Keep every trial's model; by default only the best trial's is kept.")
+
+
+class SearchConfig(FinetuneConfig):
+    """Everything ``lmforge search`` needs: a fine-tuning config plus the search settings."""
+
+    search: SearchSection = Field(default_factory=SearchSection)
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Split ``a.b=value`` into its key path and YAML-parsed value."""
     if "=" not in item:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.artifact import load
+from lmforge.evaluation.perturb import PERTURBATIONS, write_perturbed
 
 
 def evaluate(run: str | Path, data: str, text_column: str | None = None, label_column: str | None = None,
@@ -28,6 +29,8 @@ def evaluate(run: str | Path, data: str, text_column: str | None = None, label_c
         perturb_rate: Share of words each perturbation changes.
         perturb_seed: Seed of the perturbed copies.
     """
+    for name in perturb or []:
+        PERTURBATIONS.get(name)  # unknown names fail before any work
     predictor = load(run)
     overrides: dict[str, Any] = {"on_bad_rows": on_bad_rows}
     if text_pair_column:
@@ -35,14 +38,11 @@ def evaluate(run: str | Path, data: str, text_column: str | None = None, label_c
     clean = predictor.evaluate(data, text_column, label_column, batch_size, **overrides)
     if not perturb:
         return clean
-    from lmforge.evaluation.perturb import PERTURBATIONS, write_perturbed
-
     data_cfg = getattr(predictor, "data", None)
     column = text_column or (data_cfg.text_column if data_cfg is not None else "text")
     results = {"clean": clean}
     with tempfile.TemporaryDirectory(prefix="lmforge-perturb-") as tmp:
         for name in perturb:
-            PERTURBATIONS.get(name)
             copy = write_perturbed(data, Path(tmp) / f"{name}.jsonl", name, column, perturb_rate, perturb_seed)
             results[name] = predictor.evaluate(str(copy), column, label_column, batch_size, **overrides)
     return results

@@ -93,8 +93,8 @@ class EMA(Hook):
     """Exponential moving average of the trainable weights, used for evaluation and saving.
 
     After each optimizer step, ``shadow = d * shadow + (1 - d) * weights`` with
-    ``d = min(decay, (1 + step) / (10 + step))``, so the average follows the weights closely
-    at the start instead of staying near the initialization. Evaluations (and the best
+    ``d = min(decay, (step - 1) / step)``: a plain running mean until the decay is reached, so
+    the average never leans on the initial weights. Evaluations (and the best
     checkpoint) see the average; at the last step the average replaces the raw weights, so the
     saved model is the average whether or not there is a validation set.
     """
@@ -115,7 +115,7 @@ class EMA(Hook):
     @torch.no_grad()
     def after_step(self, model: nn.Module, step: int) -> None:
         """Fold the new weights into the average."""
-        decay = min(self.decay, (1 + step) / (10 + step))
+        decay = min(self.decay, (step - 1) / step)
         for name, param in self._params(model):
             shadow = self.shadow.get(name)
             if shadow is None:
