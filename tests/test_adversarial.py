@@ -75,8 +75,12 @@ def test_fgm_step_is_epsilon_along_the_gradient(tiny_classifier: torch.nn.Module
     b = batch()
     loss_fn(model, b)[0].backward()
     g = weight.grad.clone()
-    FGM(AdversarialConfig(method="fgm", epsilon=0.7)).after_backward(
-        StepContext(lambda m, bb: (spy.append(weight.detach().clone()), loss_fn(m, bb))[1], lambda x: x.backward(), 0, 1), model, b)
+    def spying_loss(m: torch.nn.Module, bb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
+        spy.append(weight.detach().clone())
+        return loss_fn(m, bb)
+
+    fgm = FGM(AdversarialConfig(method="fgm", epsilon=0.7))
+    fgm.after_backward(StepContext(spying_loss, lambda x: x.backward(), 0, 1), model, b)
     torch.testing.assert_close(spy[0] - before, 0.7 * g / torch.linalg.vector_norm(g))
 
 

@@ -97,7 +97,8 @@ def test_augment_split_keeps_labels_and_logs_samples(caplog: pytest.LogCaptureFi
     rows = toy_rows(40, seed=3)
     ex = examples([r["text"] for r in rows], [r["label"] for r in rows])
     targets = np.array([int(r["label"] == "positive") for r in rows])
-    cfg = AugmentConfig(ops=["swap", "delete", "insert", "synonym", "typo"], factor=1.5, seed=7, synonyms=str(words), log_samples=3)
+    ops = ["swap", "delete", "insert", "synonym", "typo"]
+    cfg = AugmentConfig(ops=ops, factor=1.5, seed=7, synonyms=str(words), log_samples=3)
     with caplog.at_level(logging.INFO, logger="lmforge.data"):
         out, out_targets = augment_split(ex, targets, cfg, LabelSpace("single", ["negative", "positive"]))
     assert out.texts[:40] == ex.texts and len(out) > 40 and len(out) <= 40 + 60
@@ -194,9 +195,9 @@ def test_unknown_operation_names_the_key() -> None:
 
 
 def test_finetune_augments_the_training_split_only(tiny_bert: Path, tmp_path: Path) -> None:
+    from lmforge.config import TaskConfig
     from lmforge.data.pipeline import labeled_splits
     from lmforge.tasks import get_task
-    from lmforge.config import TaskConfig
 
     data = write_csv(tmp_path / "toy.csv", toy_rows(60))
     cfg = DataConfig(**tiny_config(tiny_bert, data, tmp_path / "run")["data"])

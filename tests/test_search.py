@@ -61,3 +61,21 @@ def test_space_errors_name_the_key(tiny_bert: Path, tmp_path: Path) -> None:
         search(cfg, space={"train.lrr": [0.1]}, trials=1)
     with pytest.raises(ConfigError, match="search space key train.lr=2.0"):
         search(cfg, space={"train.lr": [0.001, 2.0]}, trials=1)
+
+
+def test_a_pruned_trial_stops_its_run(tiny_bert: Path, tmp_path: Path) -> None:
+    import optuna
+
+    from lmforge.recipes.search import Study
+
+    data = write_csv(tmp_path / "toy.csv", toy_rows(60))
+    base = tiny_config(tiny_bert, data, tmp_path / "unused", train={"epochs": 3})
+    study = Study(base, {"train.lr": [1e-3]}, str(tmp_path / "s"), "s", "accuracy", "maximize", 1, "median", 0, None)
+    reports: list = []
+    trial = SimpleNamespace(number=0, params={}, suggest_categorical=lambda key, choices: choices[0],
+                            report=lambda value, step: reports.append(step), should_prune=lambda: True)
+    with pytest.raises(optuna.TrialPruned):
+        study.objective(trial)
+    run = tmp_path / "s" / "trials" / "trial-0000"
+    assert len(reports) == 1 and (run / "train.log").is_file()  # stopped at its first evaluation
+    assert not (run / "model").exists() and not (run / "checkpoints").exists()

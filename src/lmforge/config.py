@@ -30,7 +30,8 @@ class SplitConfig(Section):
     test: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out for testing when no test file is given.")
     seed: int = Field(42, description="Seed of the split.")
     stratify: bool = Field(True, description="Keep label proportions in every split.")
-    folds: int | None = Field(None, ge=2, description="Hold out fold `fold` of a k-fold partition of train as validation (cross-validation) instead of a random share.")
+    folds: int | None = Field(None, ge=2,
+        description="Hold out fold `fold` of a k-fold partition of train as validation, instead of a random share.")
     fold: int = Field(0, ge=0, description="Which fold is held out when `folds` is set (0-based).")
 
     @model_validator(mode="after")
@@ -41,18 +42,26 @@ class SplitConfig(Section):
 
 
 class AugmentConfig(Section):
-    ops: list[str] = Field(default_factory=list, description="Augmentation operations (swap, delete, insert, synonym, typo, contextual, paraphrase, back_translation); none when empty.")
-    factor: float = Field(1.0, ge=0.0, le=20.0, description="Augmented copies per training example; 0.5 gives half the examples one copy.")
+    ops: list[str] = Field(default_factory=list,
+        description="Operations: swap, delete, insert, synonym, typo, contextual, paraphrase, back_translation; none when empty.")
+    factor: float = Field(1.0, ge=0.0, le=20.0,
+        description="Augmented copies per training example; 0.5 gives half the examples one copy.")
     rate: float = Field(0.1, gt=0.0, le=0.5, description="Share of words (or characters) an operation changes, at least one.")
     seed: int = Field(0, description="Seed of every random choice of the augmentation.")
-    units: Literal["auto", "word", "char"] = Field("auto", description="What token operations act on: 'auto' is words, segmented with jieba for Chinese text.")
-    synonyms: str | None = Field(None, description="Word list for synonym replacement, one group per line ('word syn1 syn2'); the model's embedding neighbours when absent.")
+    units: Literal["auto", "word", "char"] = Field("auto",
+        description="What token operations act on: 'auto' is words, segmented with jieba for Chinese text.")
+    synonyms: str | None = Field(None,
+        description="Word-list file (one group per line: 'word syn1 syn2'); the model's embedding neighbours when absent.")
     neighbours: int = Field(5, ge=1, le=50, description="Embedding neighbours considered as synonyms of a word.")
-    mlm_model: str | None = Field(None, description="Masked-LM model that refills masked words for 'contextual'; the fine-tuned model when absent.")
-    generator: str = Field("smollm2-135m", description="Causal LM (or a name registered in lmforge.data.augment.GENERATORS) for paraphrase and back_translation.")
+    mlm_model: str | None = Field(None,
+        description="Masked-LM model that refills masked words for 'contextual'; the fine-tuned model when absent.")
+    generator: str = Field("smollm2-135m",
+        description="Causal LM, or a name in lmforge.data.augment_models.GENERATORS, for paraphrase and back_translation.")
     pivot_language: str = Field("French", description="Language that back_translation translates through.")
-    filter_model: str | None = Field(None, description="Trained run that must still give a generated text its original label; the fine-tuned model when it is an lmforge run.")
-    filter: bool = Field(True, description="Keep only generated texts that filter_model labels as the original.")
+    filter_model: str | None = Field(None,
+        description="Trained run whose label every copy must keep; the fine-tuned model when that is an lmforge run.")
+    filter: bool = Field(True,
+        description="Drop copies that filter_model labels unlike the original (required for generated text).")
     log_samples: int = Field(5, ge=0, description="Augmented examples written to the log so you can see them.")
 
 
@@ -87,7 +96,8 @@ class ModelConfig(Section):
     attention_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Attention dropout; the checkpoint's value when absent.")
     classifier_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Dropout before the task head.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    init_seed: int | None = Field(None, description="Seed of the new head's initialization; train.seed when absent (fix it to soup members).")
+    init_seed: int | None = Field(None,
+        description="Seed of the new head's initialization; train.seed when absent (fix it to soup members).")
 
 
 class TaskConfig(Section):
@@ -97,8 +107,10 @@ class TaskConfig(Section):
 
 
 class AdversarialConfig(Section):
-    method: Literal["none", "fgm", "pgd", "freelb"] = Field("none", description="Adversarial training on the embeddings: none, fgm, pgd or freelb.")
-    epsilon: float = Field(1.0, gt=0.0, description="Largest perturbation norm (the whole embedding matrix for fgm/pgd, each example for freelb).")
+    method: Literal["none", "fgm", "pgd", "freelb"] = Field("none",
+        description="Adversarial training on the embeddings: none, fgm, pgd or freelb.")
+    epsilon: float = Field(1.0, gt=0.0,
+        description="Largest perturbation norm (the whole embedding matrix for fgm/pgd, each example for freelb).")
     alpha: float = Field(0.3, gt=0.0, description="Ascent step size of pgd and freelb.")
     steps: int = Field(3, ge=1, le=20, description="Ascent steps K of pgd and freelb.")
 
@@ -130,7 +142,8 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; all physical cores when absent.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of the classification loss.")
     rdrop_alpha: float = Field(0.0, ge=0.0, description="R-Drop: weight of the KL term between two dropout passes; off at 0.")
-    ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="Keep an exponential moving average of the weights (e.g. 0.99), used for evaluation and saving.")
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0,
+        description="Keep an exponential moving average of the weights (e.g. 0.99), used for evaluation and saving.")
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
 
 
@@ -160,8 +173,10 @@ class FinetuneConfig(Section):
 
 class EnsembleSection(Section):
     members: int = Field(5, ge=2, le=50, description="Models trained for the ensemble.")
-    strategy: Literal["seeds", "kfold"] = Field("seeds", description="Members differ by seed, or each holds out one fold of train (k = members).")
-    combine: Literal["mean", "vote", "soup"] = Field("mean", description="Logit averaging, majority vote, or one model with averaged weights (soup).")
+    strategy: Literal["seeds", "kfold"] = Field("seeds",
+        description="Members differ by seed, or each holds out one fold of train (k = members).")
+    combine: Literal["mean", "vote", "soup"] = Field("mean",
+        description="Logit averaging, majority vote, or one model with averaged weights (soup).")
     seeds: list[int] | None = Field(None, description="Seed of each member; train.seed, train.seed + 1, ... when absent.")
 
 
@@ -183,10 +198,12 @@ class EnsembleConfig(FinetuneConfig):
 
 class SearchSection(Section):
     space: dict[str, dict[str, Any] | list[Any]] = Field(
-        default_factory=dict, description="Search space: dotted key -> {type: float|int|categorical, low, high, log, step, choices} or a list of choices.")
+        default_factory=dict,
+        description="Dotted key -> {type: float|int|categorical, low, high, log, step, choices}, or a list of choices.")
     trials: int = Field(20, ge=1, description="Trials in the study (a resumed study runs only the missing ones).")
     jobs: int | None = Field(None, ge=1, description="Trials run at once, each in its own process; all cores when absent.")
-    pruner: Literal["median", "none"] = Field("median", description="Stop trials whose validation metric falls below the median of earlier trials at the same step.")
+    pruner: Literal["median", "none"] = Field("median",
+        description="Stop trials whose validation metric falls below the median of earlier trials at the same step.")
     sampler_seed: int = Field(0, description="Seed of the TPE sampler.")
     keep_models: bool = Field(False, description="Keep every trial's model; by default only the best trial's is kept.")
 

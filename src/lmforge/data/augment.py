@@ -149,7 +149,7 @@ OPS.add("synonym", _unit_op(synonym_replace, needs_synonyms=True))
 def _typo(ctx: AugmentContext) -> Operation:
     from lmforge.evaluation.perturb import typos
 
-    return lambda texts, targets, rng: [typos(t, rng, max(ctx.cfg.rate, 0.1)) for t in texts]
+    return lambda texts, targets, rng: [typos(t, rng, ctx.cfg.rate) for t in texts]
 
 
 def read_word_list(path: str | Path) -> dict[str, list[str]]:

@@ -158,7 +158,8 @@ def report(cfg: EnsembleConfig, members: list[dict[str, Any]], scores: dict[str,
         lines.append(f"| member {i} | " + " | ".join(cell(m.get(s)) for s in splits) + " |")
     lines.append("| **ensemble** | " + " | ".join(cell(scores.get(s)) for s in splits) + " |")
     if cfg.ensemble.strategy == "kfold":
-        values = [m["validation"][headline(m["validation"])] for m in members if m.get("validation") and headline(m["validation"])]
+        folds = [m["validation"] for m in members if m.get("validation") and headline(m["validation"])]
+        values = [fold[headline(fold)] for fold in folds]
         if values:
             lines += ["", f"Cross-validation (each member on its held-out fold): {np.mean(values):.4f} ± {np.std(values):.4f}"]
     return "\n".join(lines) + "\n"

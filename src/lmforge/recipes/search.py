@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +53,8 @@ class ParamSpec(Section):
 def parse_space(raw: dict[str, Any], source: str = "search.space") -> dict[str, ParamSpec]:
     """Validate a search space; a list is shorthand for a categorical choice."""
     if not raw:
-        raise ConfigError(f"{source} is empty; give dotted keys such as train.lr: {{type: float, low: 1e-5, high: 1e-4, log: true}}")
+        raise ConfigError(f"{source} is empty; give dotted keys such as "
+                          "train.lr: {type: float, low: 1e-5, high: 1e-4, log: true}")
     space = {}
     for key, spec in raw.items():
         spec = {"type": "categorical", "choices": spec} if isinstance(spec, list) else spec
@@ -127,6 +131,7 @@ class Study:
         """Create or reopen the Optuna study."""
         import optuna
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if self.pruner == "median" else optuna.pruners.NopPruner()
         return optuna.create_study(study_name=self.name, storage=self.storage, direction=self.direction, load_if_exists=True,
                                    sampler=optuna.samplers.TPESampler(seed=self.seed), pruner=pruner)
@@ -157,7 +162,6 @@ class Study:
         import optuna
         from optuna.trial import TrialState
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = self.load()
         stop = optuna.study.MaxTrialsCallback(self.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
         if _finished(study) < self.trials:
@@ -170,11 +174,14 @@ def _finished(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _worker(study: Study) -> None:
+def _worker(spec: str, index: int) -> None:
+    """Search worker ``index``: run trials of the study described in ``spec`` until it has enough."""
     from lmforge.cli import setup_logging
 
     setup_logging(quiet=True)
-    study.optimize()
+    fields = json.loads(Path(spec).read_text(encoding="utf-8"))
+    fields["seed"] += index  # workers with one sampler seed would propose the same values
+    Study(**fields).optimize()
 
 
 @dataclass
@@ -259,22 +266,22 @@ def search(config: Any, space: str | Path | dict[str, Any] | None = None, trials
 
 
 def _run(study: Study, workers: int) -> None:
-    """Run the study in this process, or in ``workers`` processes sharing the SQLite study."""
+    """Run the study in this process, or in ``workers`` worker processes sharing the SQLite study."""
     if workers == 1:
         study.optimize()
         return
-    import multiprocessing
-
-    log.info("running trials in %d processes", workers)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(study,)) for _ in range(workers)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
-        raise LmforgeError(f"{len(failed)} search worker(s) stopped with an error; see the trials' train.log files")
+    spec = Path(study.root) / "search.json"
+    spec.write_text(json.dumps({k: v for k, v in asdict(study).items() if k != "specs"}), encoding="utf-8")
+    log.info("running trials in %d processes (their output: %s)", workers, Path(study.root) / "worker-*.log")
+    procs = []
+    for i in range(workers):
+        with (Path(study.root) / f"worker-{i}.log").open("a", encoding="utf-8") as out:
+            procs.append(subprocess.Popen([sys.executable, "-m", "lmforge.recipes.search", str(spec), str(i)], stdout=out,
+                                          stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}))
+    failed = [p.wait() for p in procs]
+    if any(failed):
+        bad = sum(1 for code in failed if code)
+        raise LmforgeError(f"{bad} search worker(s) stopped with an error; see {Path(study.root)}/worker-*.log")
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
@@ -369,3 +376,7 @@ def finish(study: Study, cfg: SearchConfig) -> SearchResult:
             if t.number != best.number:
                 shutil.rmtree(root / "trials" / f"trial-{t.number:04d}" / "model", ignore_errors=True)
     return SearchResult(root, study.metric, best.value, dict(best.params), best_run, rows)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], int(sys.argv[2]))
