@@ -131,3 +131,18 @@ def test_ensemble_config_errors() -> None:
         config.load(EnsembleConfig, {"data": {"train": "a.csv", "validation": "b.csv"}, "ensemble": {"strategy": "kfold"}})
     with pytest.raises(ConfigError, match="2 seeds for 3 members"):
         config.load(EnsembleConfig, {"data": {"train": "a.csv"}, "ensemble": {"members": 3, "seeds": [1, 2]}})
+
+
+def test_cli_assembles_runs_and_predicts_with_the_ensemble(two_runs: list[Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from lmforge.cli import main
+
+    out = tmp_path / "cli-ens"
+    assert main(["ensemble", "--from", *map(str, two_runs), "--out", str(out), "--combine", "vote"]) == 0
+    assert json.loads((out / "model" / "lmforge.json").read_text())["combine"] == "vote"
+    capsys.readouterr()
+    assert main(["predict", str(out), "a good movie", "an awful plot"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["a good movie", "an awful plot"]
+    assert main(["ensemble"]) == 2
+    assert "give an ensemble config" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def test_rdrop_loss_averages_two_passes_and_adds_kl() -> None:
     ctx = StepContext(task_loss, lambda x: None, 0, 10)
     got = RDrop(2.0).loss(ctx, model, batch, loss, out)
     assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
-    assert float(symmetric_kl(out_1.logits, out_2.logits)) > 0  # dropout made the passes differ
+    assert float(symmetric_kl(out_1.logits, out_2.logits).detach()) > 0  # dropout made the passes differ
 
 
 def test_ema_is_a_running_mean_then_exponential() -> None:

@@ -234,7 +234,7 @@ def augment_split(examples: Examples, targets: np.ndarray, cfg: AugmentConfig, l
     for name, op in ops.items():
         index = [i for i, op_name in plan if op_name == name]
         outputs = keep(op([examples.texts[i] for i in index], targets[index], rng), targets[index]) if index else []
-        made += [(i, name, text) for i, text in zip(index, outputs, strict=False) if text and text != examples.texts[i]]
+        made += [(i, name, text) for i, text in zip(index, outputs, strict=True) if text and text != examples.texts[i]]
     made.sort(key=lambda item: item[0])
     source = [i for i, _, _ in made]
     extra = examples.subset(source)

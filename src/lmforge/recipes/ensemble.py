@@ -30,7 +30,8 @@ HEADLINE = ("accuracy", "micro_f1", "mse")
 
 
 def member_config(cfg: EnsembleConfig, index: int, root: Path, labels: list[str] | None) -> FinetuneConfig:
-    """The fine-tuning config of member ``index``: its seed or fold, a shared label list, its own run folder."""
+    """The fine-tuning config of member ``index``: its seed (and augmentation seed) or fold, a shared label list,
+    its own run folder."""
     tree = cfg.model_dump(mode="json", exclude={"ensemble"})
     ens = cfg.ensemble
     tree["train"]["seed"] = ens.seeds[index] if ens.seeds else cfg.train.seed + index
@@ -38,6 +39,7 @@ def member_config(cfg: EnsembleConfig, index: int, root: Path, labels: list[str]
                           overwrite=True, report=False)
     if labels is not None:
         tree["data"]["labels"] = labels
+    tree["data"]["augment"]["seed"] = cfg.data.augment.seed + index  # other augmented copies: more diverse members
     if ens.strategy == "kfold":
         tree["data"]["split"].update(folds=ens.members, fold=index)
     if ens.combine == "soup" and cfg.model.init_seed is None:
