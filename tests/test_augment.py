@@ -126,6 +126,11 @@ def test_chinese_augmentation_by_characters() -> None:
     for text, line in zip(out.texts[2:], out.lines[2:], strict=True):
         source = texts[line - 2]
         assert " " not in text and set(text) <= set(source) and 1 <= len(text) <= len(source)
+    words, _ = augment_split(ex, np.array([1, 0]), cfg.model_copy(update={"units": "auto"}), LabelSpace("single", ["a", "b"]))
+    for text, line in zip(words.texts[2:], words.lines[2:], strict=True):
+        source_words = segment(texts[line - 2], "word")[0]
+        assert " " not in text and text != texts[line - 2]
+        assert set(segment(text, "word")[0]) <= set(source_words) or len(text) < len(texts[line - 2])
 
 
 def test_embedding_neighbours_and_masked_lm_refills(tiny_bert: Path) -> None:
