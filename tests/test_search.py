@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from conftest import tiny_config, toy_rows, write_csv
 from lmforge import config
@@ -17,13 +18,19 @@ from lmforge.recipes.search import PruneHook, parse_space, search
 SPACE = {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}, "train.label_smoothing": [0.0, 0.1]}
 
 
-def test_search_runs_trials_and_resumes(tiny_bert: Path, tmp_path: Path) -> None:
+def test_search_runs_trials_and_resumes(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lmforge.cli import main
+
     data = write_csv(tmp_path / "toy.csv", toy_rows(80))
     cfg = tiny_config(tiny_bert, data, tmp_path / "search", train={"epochs": 1}, output={"name": "tiny"})
     cfg["search"] = {"space": SPACE, "jobs": 1, "pruner": "none"}
     first = search(cfg, trials=2)
     assert [r["state"] for r in first.rows] == ["complete", "complete"]
-    resumed = search(cfg, trials=3)  # the same study: one more trial, not three
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--trials", "3"]) == 0  # the same study: one more trial, not three
+    assert "best: accuracy=" in capsys.readouterr().out
+    resumed = search(cfg, trials=3)  # nothing left to run: reads the study back
     assert len(resumed.rows) == 3 and resumed.rows[:2] == first.rows
     root = resumed.run_dir
     with (root / "trials.csv").open() as f:
