@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from lmforge import config
-from lmforge.config import FinetuneConfig
+from lmforge.config import EnsembleConfig, FinetuneConfig, SearchConfig
 from lmforge.errors import ConfigError
 from lmforge.pretraining.config import PretrainConfig
 from lmforge.prompting.config import PromptConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 # Maps the `# recipe: NAME` first line of a shipped YAML to the config class that validates it.
-RECIPES: dict[str, type] = {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "prompt": PromptConfig}
+RECIPES: dict[str, type] = {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "prompt": PromptConfig,
+                            "ensemble": EnsembleConfig, "search": SearchConfig}
 
 
 def recipe_of(path: Path) -> str:

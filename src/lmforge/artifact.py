@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +149,8 @@ class Loadable(Protocol):
 # Artifact kinds (``"kind"`` in lmforge.json): a fine-tuned model, and whatever later
 # recipes save (prompt-based classifiers, ensembles...), each with its own loader.
 ARTIFACTS: Registry[Callable[[Path, dict[str, Any], str], Loadable]] = Registry("artifact kind")
+# Modules that register the artifact kinds defined outside this file, imported on first use.
+ARTIFACT_MODULES: dict[str, str] = {"ensemble": "lmforge.training.ensembles"}
 
 
 @ARTIFACTS.register("model")
@@ -205,4 +208,7 @@ def load(run: str | Path, device: str | None = None) -> Loadable:
     path = model_dir(run)
     meta = read_meta(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return ARTIFACTS.get(meta.get("kind", "model"))(path, meta, device)
+    kind = meta.get("kind", "model")
+    if kind not in ARTIFACTS and kind in ARTIFACT_MODULES:
+        importlib.import_module(ARTIFACT_MODULES[kind])
+    return ARTIFACTS.get(kind)(path, meta, device)

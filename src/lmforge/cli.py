@@ -31,10 +31,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lmforge.evaluation import format_table
     from lmforge.recipes.evaluate import evaluate
 
+    perturb = [p.strip() for p in args.perturb.split(",") if p.strip()] if args.perturb else None
     metrics = evaluate(args.run, args.data, args.text_column, args.label_column, args.text_pair_column,
-                       args.batch_size, args.on_bad_rows)
-    print(json.dumps(metrics, ensure_ascii=False) if args.json else format_table(metrics))
+                       args.batch_size, args.on_bad_rows, perturb, args.perturb_rate, args.perturb_seed)
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False))
+    elif perturb:
+        from lmforge.evaluation.perturb import robustness_table
+
+        print(format_table(metrics["clean"]) + "\n\n" + robustness_table(metrics, _headline(metrics["clean"])))
+    else:
+        print(format_table(metrics))
     return 0
+
+
+def _headline(metrics: dict) -> str:
+    return next((m for m in ("accuracy", "micro_f1", "mse") if m in metrics), next(iter(metrics)))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -61,6 +73,42 @@ def _prompt(args: argparse.Namespace) -> int:
     for name, path in result.artifacts.items():
         print(f"  artifact {name}: {path}")
     print(f"\nrun directory: {result.run_dir}")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from lmforge.evaluation import format_table
+
+    if args.runs:
+        from lmforge.training.ensembles import assemble
+
+        if not args.out:
+            raise LmforgeError("--from RUN ... needs --out DIR for the ensemble")
+        print(f"ensemble saved to {assemble(args.runs, args.out, args.combine or 'mean')}")
+        return 0
+    if not args.config:
+        raise LmforgeError("give an ensemble config (see configs/ensemble.yaml), or --from RUN ... --out DIR")
+    from lmforge.recipes.ensemble import ensemble
+
+    overrides = list(args.overrides) + ([f"ensemble.combine={args.combine}"] if args.combine else [])
+    result = ensemble(args.config, overrides, resume=args.resume)
+    for split, metrics in result["ensemble"].items():
+        print(f"\nensemble on {split}:\n{format_table(metrics)}")
+    print(f"\nrun directory: {result['run_dir']}  (report: {result['run_dir']}/report.md)")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from lmforge.recipes.search import format_rows, search
+
+    result = search(args.config, args.space, args.trials, args.overrides, args.jobs)
+    print(format_rows(result.rows, result.metric))
+    if result.best_value is None:
+        print(f"\nno trial finished; see {result.run_dir / 'trials'}")
+        return 1
+    print(f"\nbest: {result.metric}={result.best_value:.4f} with {result.best_params}")
+    print(f"best config: {result.run_dir / 'best.yaml'}  (lmforge finetune {result.run_dir / 'best.yaml'})")
+    print(f"table: {result.run_dir / 'trials.csv'}  plot: {result.run_dir / 'plots' / 'search.png'}")
     return 0
 
 
@@ -130,6 +178,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-pair-column", help="second-text column, when it differs from training")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error")
+    p.add_argument("--perturb", help="also score perturbed copies of the data, e.g. typos,case,swap")
+    p.add_argument("--perturb-rate", type=float, default=0.2, help="share of words each perturbation changes")
+    p.add_argument("--perturb-seed", type=int, default=0, help="seed of the perturbed copies")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -149,6 +200,25 @@ def _add_prompt(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. shots.k=[16] methods=[setfit]")
 
 
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="train N models (seeds or k-fold) and save them as one ensemble")
+    p.add_argument("config", nargs="?", help="YAML config (see configs/ensemble.yaml)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. ensemble.members=3")
+    p.add_argument("--resume", action="store_true", help="reuse finished members and continue an interrupted one")
+    p.add_argument("--combine", choices=["mean", "vote", "soup"], help="how members are combined (overrides the config)")
+    p.add_argument("--from", dest="runs", nargs="+", metavar="RUN", help="assemble already trained runs instead of training")
+    p.add_argument("--out", help="ensemble folder for --from")
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="hyperparameter search (Optuna TPE with pruning); rerun to resume")
+    p.add_argument("config", help="YAML config (see configs/search.yaml)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.add_argument("--space", help="YAML search space: dotted key -> {type, low, high, log} or a list of choices")
+    p.add_argument("--trials", type=int, help="finished trials wanted in the study")
+    p.add_argument("--jobs", type=int, help="trials at once, each in its own process (default: all cores)")
+
+
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list or fetch the named models and datasets")
     p.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
@@ -160,6 +230,8 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[a
     "evaluate": (_add_evaluate, _evaluate),
     "predict": (_add_predict, _predict),
     "prompt": (_add_prompt, _prompt),
+    "ensemble": (_add_ensemble, _ensemble),
+    "search": (_add_search, _search),
     "zoo": (_add_zoo, _zoo),
     "config": (_add_config, _config),
     "tokenizer": (cli_pretrain.add_tokenizer, cli_pretrain.run_tokenizer),

@@ -30,6 +30,39 @@ class SplitConfig(Section):
     test: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out for testing when no test file is given.")
     seed: int = Field(42, description="Seed of the split.")
     stratify: bool = Field(True, description="Keep label proportions in every split.")
+    folds: int | None = Field(None, ge=2,
+        description="Hold out fold `fold` of a k-fold partition of train as validation, instead of a random share.")
+    fold: int = Field(0, ge=0, description="Which fold is held out when `folds` is set (0-based).")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> SplitConfig:
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"data.split.fold must be below data.split.folds={self.folds} (got {self.fold})")
+        return self
+
+
+class AugmentConfig(Section):
+    ops: list[str] = Field(default_factory=list,
+        description="Operations: swap, delete, insert, synonym, typo, contextual, paraphrase, back_translation; none when empty.")
+    factor: float = Field(1.0, ge=0.0, le=20.0,
+        description="Augmented copies per training example; 0.5 gives half the examples one copy.")
+    rate: float = Field(0.1, gt=0.0, le=0.5, description="Share of words (or characters) an operation changes, at least one.")
+    seed: int = Field(0, description="Seed of every random choice of the augmentation.")
+    units: Literal["auto", "word", "char"] = Field("auto",
+        description="What token operations act on: 'auto' is words, segmented with jieba for Chinese text.")
+    synonyms: str | None = Field(None,
+        description="Word-list file (one group per line: 'word syn1 syn2'); the model's embedding neighbours when absent.")
+    neighbours: int = Field(5, ge=1, le=50, description="Embedding neighbours considered as synonyms of a word.")
+    mlm_model: str | None = Field(None,
+        description="Masked-LM model that refills masked words for 'contextual'; the fine-tuned model when absent.")
+    generator: str = Field("smollm2-135m",
+        description="Causal LM, or a name in lmforge.data.augment_models.GENERATORS, for paraphrase and back_translation.")
+    pivot_language: str = Field("French", description="Language that back_translation translates through.")
+    filter_model: str | None = Field(None,
+        description="Trained run whose label every copy must keep; the fine-tuned model when that is an lmforge run.")
+    filter: bool = Field(True,
+        description="Drop copies that filter_model labels unlike the original (required for generated text).")
+    log_samples: int = Field(5, ge=0, description="Augmented examples written to the log so you can see them.")
 
 
 class DataConfig(Section):
@@ -54,6 +87,7 @@ class DataConfig(Section):
     batching: Literal["length_grouped", "token_budget", "random"] = Field("length_grouped", description="How training batches are formed.")
     max_tokens: int | None = Field(None, gt=0, description="Token budget per batch (padded tokens) when batching is token_budget.")
     cache: bool = Field(True, description="Cache tokenized data under LMFORGE_HOME/cache.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
 class ModelConfig(Section):
@@ -62,6 +96,8 @@ class ModelConfig(Section):
     attention_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Attention dropout; the checkpoint's value when absent.")
     classifier_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Dropout before the task head.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    init_seed: int | None = Field(None,
+        description="Seed of the new head's initialization; train.seed when absent (fix it to soup members).")
 
 
 class TaskConfig(Section):
@@ -72,6 +108,15 @@ class TaskConfig(Section):
         None, description="Chat tasks: the user message, with {text} (and {pair}, {labels}) filled in; a task default when absent.")
     system_prompt: str | None = Field(None, description="Chat tasks: a system message put before every prompt.")
     max_new_tokens: int = Field(128, ge=1, description="Chat tasks: longest generated answer, in tokens.")
+
+
+class AdversarialConfig(Section):
+    method: Literal["none", "fgm", "pgd", "freelb"] = Field("none",
+        description="Adversarial training on the embeddings: none, fgm, pgd or freelb.")
+    epsilon: float = Field(1.0, gt=0.0,
+        description="Largest perturbation norm (the whole embedding matrix for fgm/pgd, each example for freelb).")
+    alpha: float = Field(0.3, gt=0.0, description="Ascent step size of pgd and freelb.")
+    steps: int = Field(3, ge=1, le=20, description="Ascent steps K of pgd and freelb.")
 
 
 class TrainConfig(Section):
@@ -99,6 +144,11 @@ class TrainConfig(Section):
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement.")
     log_every: int = Field(10, ge=1, description="Log training loss every N steps.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; all physical cores when absent.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of the classification loss.")
+    rdrop_alpha: float = Field(0.0, ge=0.0, description="R-Drop: weight of the KL term between two dropout passes; off at 0.")
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0,
+        description="Keep an exponential moving average of the weights (e.g. 0.99), used for evaluation and saving.")
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
 
 
 class OutputConfig(Section):
@@ -151,6 +201,49 @@ class FinetuneConfig(Section):
         if "lr" not in self.train.model_fields_set and self.tuning.default_lr is not None:
             self.train.lr = self.tuning.default_lr
         return self
+
+
+class EnsembleSection(Section):
+    members: int = Field(5, ge=2, le=50, description="Models trained for the ensemble.")
+    strategy: Literal["seeds", "kfold"] = Field("seeds",
+        description="Members differ by seed, or each holds out one fold of train (k = members).")
+    combine: Literal["mean", "vote", "soup"] = Field("mean",
+        description="Logit averaging, majority vote, or one model with averaged weights (soup).")
+    seeds: list[int] | None = Field(None, description="Seed of each member; train.seed, train.seed + 1, ... when absent.")
+
+
+class EnsembleConfig(FinetuneConfig):
+    """Everything ``lmforge ensemble`` needs: a fine-tuning config plus how to build the ensemble."""
+
+    ensemble: EnsembleSection = Field(default_factory=EnsembleSection)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnsembleConfig:
+        if self.ensemble.strategy == "kfold" and self.data.validation:
+            raise ValueError("ensemble.strategy=kfold holds out one fold of data.train per member; remove data.validation")
+        if self.ensemble.seeds is not None and len(self.ensemble.seeds) != self.ensemble.members:
+            raise ValueError(f"ensemble.seeds lists {len(self.ensemble.seeds)} seeds for {self.ensemble.members} members")
+        if self.ensemble.combine == "vote" and self.task.name == "regression":
+            raise ValueError("ensemble.combine=vote needs classes; use mean for regression")
+        return self
+
+
+class SearchSection(Section):
+    space: dict[str, dict[str, Any] | list[Any]] = Field(
+        default_factory=dict,
+        description="Dotted key -> {type: float|int|categorical, low, high, log, step, choices}, or a list of choices.")
+    trials: int = Field(20, ge=1, description="Trials in the study (a resumed study runs only the missing ones).")
+    jobs: int | None = Field(None, ge=1, description="Trials run at once, each in its own process; all cores when absent.")
+    pruner: Literal["median", "none"] = Field("median",
+        description="Stop trials whose validation metric falls below the median of earlier trials at the same step.")
+    sampler_seed: int = Field(0, description="Seed of the TPE sampler.")
+    keep_models: bool = Field(False, description="Keep every trial's model; by default only the best trial's is kept.")
+
+
+class SearchConfig(FinetuneConfig):
+    """Everything ``lmforge search`` needs: a fine-tuning config plus the search settings."""
+
+    search: SearchSection = Field(default_factory=SearchSection)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

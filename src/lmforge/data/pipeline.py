@@ -14,8 +14,9 @@ from lmforge.data.examples import Examples, extract
 from lmforge.data.labels import LabelSpace
 from lmforge.data.normalize import make_normalizer
 from lmforge.data.sources import BadRows, read_table
-from lmforge.data.split import check_split_size, drop_singletons, split_indices
+from lmforge.data.split import check_split_size, drop_singletons, fold_indices, split_indices
 from lmforge.data.tokenize import tokenize
+from lmforge.errors import DataError
 
 log = logging.getLogger("lmforge.data")
 
@@ -73,6 +74,17 @@ def _hold_out(examples: Examples, targets: np.ndarray, fraction: float, cfg: Dat
     return (examples.subset(kept), targets[kept]), (examples.subset(held), targets[held])
 
 
+def _fold_out(examples: Examples, targets: np.ndarray, cfg: DataConfig,
+              labels: LabelSpace) -> tuple[tuple[Examples, np.ndarray], tuple[Examples, np.ndarray]]:
+    """Split (examples, targets) into the other folds and fold ``data.split.fold`` (cross-validation)."""
+    folds = cfg.split.folds or 2
+    if len(examples) < folds:
+        raise DataError(f"{examples.path}: {len(examples)} examples cannot fill data.split.folds={folds} folds")
+    strata = targets if cfg.split.stratify and labels.kind == "single" else None
+    kept, held = fold_indices(len(examples), folds, cfg.split.fold, cfg.split.seed, strata)
+    return (examples.subset(kept), targets[kept]), (examples.subset(held), targets[held])
+
+
 def _subsample(name: str, pair: tuple[Examples, np.ndarray], limit: int | None, seed: int) -> tuple[Examples, np.ndarray]:
     examples, targets = pair
     if limit is None or limit >= len(examples):
@@ -83,8 +95,12 @@ def _subsample(name: str, pair: tuple[Examples, np.ndarray], limit: int | None, 
     return examples.subset(index), targets[index]
 
 
-def labeled_splits(cfg: DataConfig, task: Any) -> tuple[dict[str, tuple[Examples, np.ndarray]], LabelSpace]:
-    """Train/validation(/test) examples with encoded targets, and the label space."""
+def labeled_splits(cfg: DataConfig, task: Any, model_source: str | None = None) -> tuple[dict[str, tuple[Examples, np.ndarray]], LabelSpace]:
+    """Train/validation(/test) examples with encoded targets, and the label space.
+
+    ``data.augment`` adds augmented copies to the training split only; ``model_source`` (the model
+    being fine-tuned) gives the augmentation its embedding synonyms, masked LM or label filter.
+    """
     train = read_examples(cfg.train, cfg)
     labels = task.label_space(train, cfg)
     splits = {"train": encode_labels(train, labels, cfg)}
@@ -92,10 +108,16 @@ def labeled_splits(cfg: DataConfig, task: Any) -> tuple[dict[str, tuple[Examples
         source = getattr(cfg, name)
         if source:
             splits[name] = encode_labels(read_examples(source, cfg), labels, cfg)
+        elif name == "validation" and cfg.split.folds:
+            splits["train"], splits[name] = _fold_out(*splits["train"], cfg, labels)
         elif fraction > 0:
             splits["train"], splits[name] = _hold_out(*splits["train"], fraction, cfg, labels, name)
     splits = {name: _subsample(name, pair, cfg.max_train_samples if name == "train" else cfg.max_eval_samples, cfg.split.seed)
               for name, pair in splits.items()}
+    if cfg.augment.ops:
+        from lmforge.data.augment import augment_split
+
+        splits["train"] = augment_split(*splits["train"], cfg.augment, labels, model_source)
     log.info("data: %s", ", ".join(f"{name} {len(pair[0])}" for name, pair in splits.items()))
     return splits, labels
 

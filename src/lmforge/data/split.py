@@ -43,6 +43,22 @@ def split_indices(n: int, fraction: float, seed: int, strata: np.ndarray | None 
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(out))
 
 
+def fold_indices(n: int, folds: int, fold: int, seed: int, strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (other folds, fold ``fold``) of a seeded k-fold partition, stratified by ``strata``.
+
+    Each stratum is shuffled and dealt round-robin, so every fold gets its share of each label.
+    """
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(n, dtype=np.int64)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == v) for v in np.unique(strata)]
+    offset = 0
+    for members in groups:
+        members = rng.permutation(members)
+        assignment[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return np.flatnonzero(assignment != fold), np.flatnonzero(assignment == fold)
+
+
 def check_split_size(n: int, fraction: float, what: str) -> None:
     """Refuse splits that would leave nothing to train on or to hold out."""
     if n < 2 or round(n * fraction) >= n:

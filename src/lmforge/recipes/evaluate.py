@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from lmforge.artifact import load
+from lmforge.evaluation.perturb import PERTURBATIONS, write_perturbed
 
 
 def evaluate(run: str | Path, data: str, text_column: str | None = None, label_column: str | None = None,
-             text_pair_column: str | None = None, batch_size: int = 64, on_bad_rows: str = "error") -> dict[str, Any]:
-    """Evaluate the model of ``run`` on ``data``.
+             text_pair_column: str | None = None, batch_size: int = 64, on_bad_rows: str = "error",
+             perturb: list[str] | None = None, perturb_rate: float = 0.2, perturb_seed: int = 0) -> dict[str, Any]:
+    """Evaluate the model of ``run`` on ``data`` and, with ``perturb``, on perturbed copies of it.
+
+    Without ``perturb`` the result is the metrics dict; with it, ``{"clean": metrics, "<perturbation>": metrics, ...}``.
 
     Args:
         run: Run directory or model folder.
@@ -20,9 +25,24 @@ def evaluate(run: str | Path, data: str, text_column: str | None = None, label_c
         text_pair_column: Second-text column for sentence pairs when it differs from training.
         batch_size: Examples per forward pass.
         on_bad_rows: ``error`` or ``skip``.
+        perturb: Perturbations (``typos``, ``case``, ``swap``; see :mod:`lmforge.evaluation.perturb`).
+        perturb_rate: Share of words each perturbation changes.
+        perturb_seed: Seed of the perturbed copies.
     """
+    for name in perturb or []:
+        PERTURBATIONS.get(name)  # unknown names fail before any work
     predictor = load(run)
     overrides: dict[str, Any] = {"on_bad_rows": on_bad_rows}
     if text_pair_column:
         overrides["text_pair_column"] = text_pair_column
-    return predictor.evaluate(data, text_column, label_column, batch_size, **overrides)
+    clean = predictor.evaluate(data, text_column, label_column, batch_size, **overrides)
+    if not perturb:
+        return clean
+    data_cfg = getattr(predictor, "data", None)
+    column = text_column or (data_cfg.text_column if data_cfg is not None else "text")
+    results = {"clean": clean}
+    with tempfile.TemporaryDirectory(prefix="lmforge-perturb-") as tmp:
+        for name in perturb:
+            copy = write_perturbed(data, Path(tmp) / f"{name}.jsonl", name, column, perturb_rate, perturb_seed)
+            results[name] = predictor.evaluate(str(copy), column, label_column, batch_size, **overrides)
+    return results

@@ -22,7 +22,9 @@ from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.models.build import load_tokenizer, resolve
 from lmforge.tasks import get_task
 from lmforge.tasks.base import Task, make_split, task_logits
+from lmforge.training.hooks import Hook, build_hooks
 from lmforge.training.loop import fit, make_accelerator
+from lmforge.training.regularizers import build_loss
 from lmforge.tuning import apply_tuning
 from lmforge.tuning import summary as tuning_summary
 
@@ -149,22 +151,24 @@ def _baseline(splits: dict[str, Split], labels: Any, metrics: dict[str, dict]) -
     return out
 
 
-def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False) -> FinetuneResult:
+def finetune(config: Any, overrides: list[str] | None = None, resume: bool = False,
+             hooks: list[Hook] | None = None) -> FinetuneResult:
     """Fine-tune a pretrained model on labeled text and save a run directory.
 
     Args:
         config: A YAML path, a dict or a :class:`FinetuneConfig`.
         overrides: ``key.sub=value`` strings applied on top.
         resume: Continue the run from its newest checkpoint.
+        hooks: Extra training-loop hooks, after those the config switches on.
     """
     from accelerate.utils import set_seed
 
     cfg = config_mod.load(FinetuneConfig, config, overrides)
     with open_run(cfg.output, cfg.train, resume) as (acc, run_dir):
-        return _finetune(cfg, acc, run_dir, resume, set_seed)
+        return _finetune(cfg, acc, run_dir, resume, set_seed, hooks or [])
 
 
-def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_seed: Any, hooks: list[Hook]) -> FinetuneResult:
     if acc.is_main_process:
         (run_dir / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
     log.info("device: %s, %d process(es), precision %s", acc.device, acc.num_processes, acc.mixed_precision)
@@ -172,10 +176,10 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
     source = resolve(cfg.model.name)
     tokenizer = load_tokenizer(source)
     task = get_task(cfg.task)
-    examples, labels = labeled_splits(cfg.data, task)
+    examples, labels = labeled_splits(cfg.data, task, model_source=source)
     splits = {name: make_split(task, name, ex, y, tokenizer, cfg.data, labels, token_cache_dir())
               for name, (ex, y) in examples.items()}
-    set_seed(cfg.train.seed)
+    set_seed(cfg.train.seed if cfg.model.init_seed is None else cfg.model.init_seed)
     model = task.build_model(source, labels, cfg.model)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -186,8 +190,11 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
     metric = task.default_metric if cfg.train.metric == "auto" else cfg.train.metric
     batches = SplitSource(splits["train"], task.collate, cfg.train.batch_size, cfg.data.batching, cfg.train.seed, cfg.data.max_tokens)
     evaluate = _evaluator(task, splits["validation"], labels, cfg.train.eval_batch_size) if "validation" in splits else None
-    result = fit(model, batches, task.loss, cfg.train, run_dir, evaluate=evaluate, metric=metric if evaluate else "loss",
-                 mode=metric_mode(metric), resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
+    if cfg.model.init_seed is not None:
+        set_seed(cfg.train.seed)  # soup members share the head's init, not their dropout masks
+    result = fit(model, batches, build_loss(task.loss, cfg.train), cfg.train, run_dir, evaluate=evaluate,
+                 metric=metric if evaluate else "loss", mode=metric_mode(metric), hooks=build_hooks(cfg.train) + hooks,
+                 resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
     if result.status == "interrupted":
         log.warning("run interrupted; continue it with: lmforge finetune <config> --resume")
         return FinetuneResult(run_dir, result.status)

@@ -7,12 +7,18 @@ compose: each sees the loss the previous one returned.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from lmforge.registry import Registry
+
+if TYPE_CHECKING:
+    from lmforge.config import TrainConfig
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, Any]]
 
@@ -48,6 +54,9 @@ class Hook:
     def after_step(self, model: nn.Module, step: int) -> None:
         """Run after each optimizer step (weight averaging)."""
 
+    def after_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """Run after each evaluation with its scalar metrics (e.g. to prune a search trial)."""
+
     @contextlib.contextmanager
     def eval_weights(self, model: nn.Module) -> Iterator[None]:
         """Context in which evaluation and saving see the weights this hook wants (e.g. EMA)."""
@@ -68,3 +77,16 @@ def eval_weights(hooks: list[Hook], model: nn.Module) -> Iterator[None]:
         for hook in hooks:
             stack.enter_context(hook.eval_weights(model))
         yield
+
+
+# Hooks switched on by train.* settings: name -> factory(train config) -> Hook, or None when off.
+HOOKS: Registry[Callable[[TrainConfig], Hook | None]] = Registry("training hook")
+_HOOK_MODULES = ("lmforge.training.regularizers", "lmforge.training.adversarial")
+
+
+def build_hooks(cfg: TrainConfig) -> list[Hook]:
+    """The hooks that ``cfg`` switches on (R-Drop, adversarial training, EMA...), in registry order."""
+    for module in _HOOK_MODULES:
+        importlib.import_module(module)
+    hooks = (HOOKS.get(name)(cfg) for name in HOOKS.names())
+    return [hook for hook in hooks if hook is not None]

@@ -193,6 +193,8 @@ class Loop:
             scalars = {k: v for k, v in result.items() if isinstance(v, (int, float))}
             self.logger.log("eval", self.state.step, self.epoch_float, scalars)
             self.history.append({"step": self.state.step, **scalars})
+            for hook in self.hooks:
+                hook.after_eval(self.state.step, scalars)
             return self._track_best(scalars)
 
     def _track_best(self, scalars: dict[str, float]) -> bool:

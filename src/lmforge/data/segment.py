@@ -1,0 +1,53 @@
+"""Split text into the units augmentation and perturbation act on: words, Chinese words (jieba), characters."""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from typing import Any
+
+from lmforge.errors import LmforgeError
+
+log = logging.getLogger("lmforge.data")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+
+
+def is_chinese(text: str, share: float = 0.3) -> bool:
+    """True when at least ``share`` of the non-space characters are CJK ideographs or CJK punctuation."""
+    chars = [c for c in text if not c.isspace()]
+    return bool(chars) and sum(1 for c in chars if _CJK.match(c)) >= share * len(chars)
+
+
+def is_cjk_char(char: str) -> bool:
+    """True for a single CJK ideograph (not punctuation)."""
+    return len(char) == 1 and ("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff")
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> Any:
+    try:
+        import jieba
+    except ImportError:
+        raise LmforgeError("word-level operations on Chinese text need jieba: pip install jieba") from None
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def segment(text: str, units: str = "auto") -> tuple[list[str], str]:
+    """Split ``text`` into units and the string that joins them back.
+
+    Args:
+        text: The text.
+        units: ``word`` (whitespace words; jieba words for Chinese), ``char`` (characters;
+            spaces dropped for Chinese) or ``auto`` (= ``word``).
+
+    Returns:
+        (units, joiner) with ``joiner.join(units)`` equal to the text up to spacing.
+    """
+    chinese = is_chinese(text)
+    if units == "char":
+        return ([c for c in text if not c.isspace()], "") if chinese else (list(text), "")
+    if chinese:
+        return [w for w in _jieba().lcut(text) if w.strip()], ""
+    return text.split(), " "

@@ -1,0 +1,114 @@
+"""FGM, PGD and FreeLB perturb only the embeddings, restore them, and add adversarial gradients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge.config import AdversarialConfig
+from lmforge.training.adversarial import FGM, PGD, FreeLB, word_embeddings
+from lmforge.training.hooks import StepContext
+
+
+@pytest.fixture
+def tiny_classifier(tiny_bert: Path) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).eval()
+
+
+def batch() -> dict[str, torch.Tensor]:
+    ids = torch.tensor([[2, 5, 6, 7, 3, 0], [2, 8, 9, 3, 0, 0]])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor([1, 0])}
+
+
+def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
+    out = model(**b)
+    return out.loss, out
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def run_hook(hook: object, model: torch.nn.Module, spy: list) -> dict[str, torch.Tensor]:
+    """Clean backward, then the hook; ``spy`` records the weights seen by every extra forward pass."""
+    b = batch()
+    loss, _ = loss_fn(model, b)
+    loss.backward()
+    clean = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    def spying_loss(m: torch.nn.Module, bb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
+        spy.append((snapshot(m), bb))
+        return loss_fn(m, bb)
+
+    hook.after_backward(StepContext(spying_loss, lambda x: x.backward(), 0, 1), model, b)
+    return clean
+
+
+@pytest.mark.parametrize("method", ["fgm", "pgd"])
+def test_fgm_pgd_perturb_only_embeddings_and_restore(tiny_classifier: torch.nn.Module, method: str) -> None:
+    model = tiny_classifier
+    cfg = AdversarialConfig(method=method, epsilon=0.5, alpha=0.3, steps=3)
+    hook = FGM(cfg) if method == "fgm" else PGD(cfg)
+    before, spy = snapshot(model), []
+    clean = run_hook(hook, model, spy)
+    assert len(spy) == (1 if method == "fgm" else 3)
+    emb_name = next(n for n, p in model.named_parameters() if p is word_embeddings(model).weight)
+    for seen, _ in spy:
+        changed = {n for n in before if not torch.equal(seen[n], before[n])}
+        assert changed == {emb_name}
+        assert float(torch.linalg.vector_norm(seen[emb_name] - before[emb_name])) <= 0.5 + 1e-5
+    after = snapshot(model)
+    assert all(torch.equal(after[n], before[n]) for n in before)  # restored exactly
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert any(not torch.allclose(grads[n], clean[n]) for n in clean)  # adversarial gradients were added
+
+
+def test_fgm_step_is_epsilon_along_the_gradient(tiny_classifier: torch.nn.Module) -> None:
+    model, spy = tiny_classifier, []
+    weight = word_embeddings(model).weight
+    before = weight.detach().clone()
+    b = batch()
+    loss_fn(model, b)[0].backward()
+    g = weight.grad.clone()
+    def spying_loss(m: torch.nn.Module, bb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
+        spy.append(weight.detach().clone())
+        return loss_fn(m, bb)
+
+    fgm = FGM(AdversarialConfig(method="fgm", epsilon=0.7))
+    fgm.after_backward(StepContext(spying_loss, lambda x: x.backward(), 0, 1), model, b)
+    torch.testing.assert_close(spy[0] - before, 0.7 * g / torch.linalg.vector_norm(g))
+
+
+def test_pgd_keeps_clean_plus_last_adversarial_gradient(tiny_classifier: torch.nn.Module) -> None:
+    model, spy = tiny_classifier, []
+    clean = run_hook(PGD(AdversarialConfig(method="pgd", epsilon=1.0, alpha=0.3, steps=2)), model, spy)
+    # Recompute the last adversarial gradient at the weights PGD used for its last pass.
+    last_weights, b = spy[-1]
+    probe = type(model)(model.config)
+    probe.load_state_dict({**model.state_dict(), **last_weights})
+    probe.eval()
+    loss_fn(probe, b)[0].backward()
+    for n, p in model.named_parameters():
+        if n in clean:
+            expected = clean[n] + dict(probe.named_parameters())[n].grad
+            torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_freelb_perturbs_input_embeddings_within_epsilon(tiny_classifier: torch.nn.Module) -> None:
+    model, spy = tiny_classifier, []
+    before = snapshot(model)
+    run_hook(FreeLB(AdversarialConfig(method="freelb", epsilon=0.4, alpha=0.2, steps=3)), model, spy)
+    assert len(spy) == 3
+    emb = word_embeddings(model)
+    for seen, b in spy:
+        assert "input_ids" not in b and "inputs_embeds" in b
+        assert all(torch.equal(seen[n], before[n]) for n in before)  # weights untouched
+        delta = b["inputs_embeds"].detach() - emb(batch()["input_ids"]).detach()
+        norms = torch.linalg.vector_norm(delta.flatten(1), dim=1)
+        assert bool((norms <= 0.4 + 1e-5).all())
+        assert float(delta[1, 4:].abs().max()) == 0.0  # padding is never perturbed
