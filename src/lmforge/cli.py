@@ -130,23 +130,32 @@ def _zoo(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     from lmforge import config
 
-    print("\n".join(config.annotated(CONFIGS[args.recipe]())))
+    print("\n".join(config.annotated(_config_class(CONFIGS[args.recipe]))))
     return 0
 
 
-def _finetune_config() -> type:
-    from lmforge.config import FinetuneConfig
+def _config_class(path: str) -> type:
+    import importlib
 
-    return FinetuneConfig
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
-# Recipe name -> (lazily imported) config class, for `lmforge config RECIPE`.
-CONFIGS: dict[str, Callable[[], type]] = {"finetune": _finetune_config}
+# Recipe name -> its config class (imported when asked for), for `lmforge config RECIPE`.
+CONFIGS: dict[str, str] = {
+    "finetune": "lmforge.config:FinetuneConfig",
+    "pretrain": "lmforge.pretraining.config:PretrainConfig",
+    "prompt": "lmforge.prompting.config:PromptConfig",
+    "ensemble": "lmforge.config:EnsembleConfig",
+    "search": "lmforge.config:SearchConfig",
+}
 
 
 def _add_config(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="print every config key of a recipe with its default and meaning")
     p.add_argument("recipe", choices=sorted(CONFIGS))
+
+
 def _merge(args: argparse.Namespace) -> int:
     from lmforge.recipes.merge import merge
 
@@ -279,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

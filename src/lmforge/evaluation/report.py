@@ -105,6 +105,13 @@ def _make_plots(
     return written
 
 
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (folders made), tightly cropped; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
 def _new_figure(size: tuple[float, float] = (8.0, 4.5)) -> tuple[Figure, Axes]:
     """A pyplot-free figure on the Agg canvas, so plotting needs no display or global backend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -81,3 +81,9 @@ def from_pretrained(auto_class: Any, source: str, **kwargs: Any) -> Any:
             return auto_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise LmforgeError(f"could not load a model from {source} ({str(exc).splitlines()[0]})") from None
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Switch on activation (gradient) checkpointing, under its newer transformers name where it has one."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()

@@ -9,7 +9,7 @@ from torch import nn
 
 from lmforge.config import ModelConfig
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.models.build import from_pretrained, model_kwargs, resolve
+from lmforge.models.build import enable_checkpointing, from_pretrained, model_kwargs, resolve
 from lmforge.models.presets import preset_config
 from lmforge.pretraining.config import ObjectiveConfig, PretrainModelConfig
 from lmforge.pretraining.objectives import Objectives
@@ -112,5 +112,5 @@ def build_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer:
                 raise LmforgeError(f"objective {name} needs a tokenizer with a {token}; train one with "
                                    "`lmforge tokenizer train --type wordpiece` or pick another objective")
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_checkpointing(model)
     return model, objectives

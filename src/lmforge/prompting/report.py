@@ -39,9 +39,9 @@ def plot_accuracy(cells: list[Cell], ks: list[int], path: Path) -> Path | None:
         ax.set_xticks(few)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from lmforge.evaluation.report import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -19,7 +19,7 @@ from lmforge.data.dataset import Split, SplitSource
 from lmforge.data.pipeline import labeled_splits
 from lmforge.errors import LmforgeError
 from lmforge.evaluation import format_table, metric_mode, write_report
-from lmforge.models.build import load_tokenizer, resolve
+from lmforge.models.build import enable_checkpointing, load_tokenizer, resolve
 from lmforge.tasks import get_task
 from lmforge.tasks.base import Task, make_split, task_logits
 from lmforge.training.hooks import Hook, build_hooks
@@ -182,7 +182,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
     set_seed(cfg.train.seed if cfg.model.init_seed is None else cfg.model.init_seed)
     model = task.build_model(source, labels, cfg.model)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_checkpointing(model)
     model = apply_tuning(model, cfg.tuning)
     params = tuning_summary(model, cfg.tuning)
     if acc.is_main_process:

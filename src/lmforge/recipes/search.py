@@ -348,9 +348,9 @@ def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: b
     ax.set_ylabel(f"validation {metric}")
     ax.legend()
     ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from lmforge.evaluation.report import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

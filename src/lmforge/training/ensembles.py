@@ -23,12 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, model_dir, read_meta
+from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, input_examples, labeled_examples, model_dir, read_meta
 from lmforge.config import DataConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
-from lmforge.data.normalize import make_normalizer
-from lmforge.data.pipeline import encode_labels, read_examples
 from lmforge.errors import LmforgeError
 
 COMBINE = ("mean", "vote")
@@ -165,18 +163,14 @@ class EnsemblePredictor:
             texts = [texts]
         if not texts:
             return []
-        norm = make_normalizer(self.data.normalize, self.data.lowercase, self.data.fullwidth_to_halfwidth)
-        clean_pairs = [norm(p) or " " for p in pairs] if pairs is not None else None
-        examples = Examples(Path("<input>"), [norm(t) or " " for t in texts], clean_pairs, None, list(range(1, len(texts) + 1)))
+        examples = input_examples(self.data, texts, pairs)
         logits = self.combine(self.member_logits(examples, batch_size))
         return [{"text": t, **r} for t, r in zip(texts, self.task.postprocess(logits, self.labels, top_k), strict=True)]
 
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
         """Metrics of the ensemble on a labeled file."""
-        cfg = self.data.model_copy(update=data_overrides)
-        examples = read_examples(str(source), cfg, text_column=text_column, label_column=label_column)
-        examples, targets = encode_labels(examples, self.labels, cfg)
+        examples, targets = labeled_examples(self.data, self.labels, source, text_column, label_column, **data_overrides)
         return self.task.metrics(self.combine(self.member_logits(examples, batch_size)), targets, self.labels)
 
 
