@@ -5,7 +5,8 @@ Same model (minilm-l6), same 2,000 SST-2 sentences, same batch size, one process
   (b) Trainer well tuned: dynamic padding and group_by_length sampling;
   (c) lmforge's loop (length-grouped dynamic padding, fused AdamW).
 Prints samples/s of each, the ratios, and lmforge's achieved GFLOP/s as a share of this machine's
-fp32 matmul peak measured in the same run. Ends with one JSON line.
+fp32 matmul peak measured in the same run. (b) and (c) alternate over several rounds and each
+side's best round counts. Ends with one JSON line.
 
     python benchmarks/finetune_throughput.py [--samples 2000] [--batch-size 32] [--quick]
 """
@@ -116,6 +117,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="256 sentences, a smoke run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="(b) and (c) alternate this many times; each side's best round counts, so a busy moment hits neither alone")
     args = parser.parse_args()
     if not DATA.is_file():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data/sst2")
@@ -127,12 +130,17 @@ def main() -> None:
     print(f"{n} SST-2 sentences, batch {args.batch_size}, {torch.get_num_threads()} threads", file=sys.stderr)
     peak = matmul_peak_gflops()
     naive = hf_trainer(model_dir, texts, labels, args.batch_size, tuned=False)
-    tuned = hf_trainer(model_dir, texts, labels, args.batch_size, tuned=True)
-    ours, gflops = lmforge_run(model_dir, texts, labels, args.batch_size)
+    tuned, ours, gflops = 0.0, 0.0, 0.0
+    for _ in range(1 if args.quick else args.rounds):
+        tuned = max(tuned, hf_trainer(model_dir, texts, labels, args.batch_size, tuned=True))
+        rate, rate_gflops = lmforge_run(model_dir, texts, labels, args.batch_size)
+        if rate > ours:
+            ours, gflops = rate, rate_gflops
     result = {
         "naive_samples_per_s": round(naive, 2), "tuned_samples_per_s": round(tuned, 2), "lmforge_samples_per_s": round(ours, 2),
         "ratio_vs_naive": round(ours / naive, 3), "ratio_vs_tuned": round(ours / tuned, 3),
         "peak_gflops": round(peak, 1), "lmforge_gflops": round(gflops, 1), "peak_share": round(gflops / peak, 3),
+        "samples": n, "rounds": 1 if args.quick else args.rounds,
     }
     print(f"(a) Trainer, max_length padding : {naive:8.1f} samples/s")
     print(f"(b) Trainer, tuned              : {tuned:8.1f} samples/s")
