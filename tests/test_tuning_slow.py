@@ -56,7 +56,8 @@ def test_smollm2_label_generation_and_instruct_with_lora(tmp_path: Path) -> None
                                "output": {**common["output"], "dir": str(tmp_path / "labels")}})
     assert labels.metrics["validation"]["accuracy"] > 0.5
     counts = json.loads((labels.run_dir / "tuning.json").read_text())
-    assert 0 < counts["trainable_share"] < 0.01
+    # r=8 on every attention and feed-forward projection of the 135M decoder (the QLoRA placement): under 2%.
+    assert 0 < counts["trainable_share"] < 0.02
     row = lmforge.load(labels.run_dir).predict(["an absolute delight"])[0]
     assert row["label"] in ("fresh", "rotten") and sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     examples = Path(__file__).resolve().parents[1] / "examples" / "instructions.jsonl"
