@@ -112,32 +112,59 @@ class Predictor:
         self.model.eval()
         return task_logits(self.task, self.model, split, batch_size)
 
+    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+        """Logits for ``examples`` (cleaned inputs), in order."""
+        return self.logits(self._split(examples, targets), batch_size)
+
     def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
         """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside."""
-        if isinstance(texts, str):
-            texts = [texts]
-        examples = input_examples(self.data, texts, pairs)
+        generate = getattr(self.task, "generate", None)
+        if generate is None:
+            return predict_rows(self, texts, pairs, top_k, batch_size)
+        texts = [texts] if isinstance(texts, str) else texts
         if not texts:
             return []
-        split = self._split(examples, None)
-        generate = getattr(self.task, "generate", None)
-        if generate is not None:
-            self.model.eval()
-            results = generate(self.model, self.tokenizer, split, batch_size)
-        else:
-            results = self.task.postprocess(self.logits(split, batch_size), self.labels, top_k)
-        return [{"text": t, **r} for t, r in zip(texts, results)]
+        self.model.eval()
+        split = self._split(input_examples(self.data, texts, pairs), None)
+        return [{"text": t, **r} for t, r in zip(texts, generate(self.model, self.tokenizer, split, batch_size), strict=True)]
 
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
         """Metrics on a labeled file, whose label values are matched to the saved label names."""
-        examples, targets = labeled_examples(self.data, self.labels, source, text_column, label_column, **data_overrides)
-        split = self._split(examples, targets)
-        return self.task.metrics(self.logits(split, batch_size), targets, self.labels)
+        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
+
+
+class Scorer(Protocol):
+    """An artifact that scores cleaned examples; :func:`predict_rows` and :func:`evaluate_file` do the rest."""
+
+    task: Task
+    labels: LabelSpace
+    data: DataConfig
+
+    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray: ...
+
+
+def predict_rows(scorer: Scorer, texts: list[str] | str, pairs: list[str] | None, top_k: int, batch_size: int) -> list[dict[str, Any]]:
+    """``predict`` of any artifact kind: inputs cleaned as in training, scored, post-processed, in input order."""
+    texts = [texts] if isinstance(texts, str) else texts
+    if not texts:
+        return []
+    scores = scorer.scores(input_examples(scorer.data, texts, pairs), None, batch_size)
+    results = scorer.task.postprocess(scores, scorer.labels, top_k)
+    return [{"text": t, **r} for t, r in zip(texts, results, strict=True)]
+
+
+def evaluate_file(scorer: Scorer, source: str | Path, text_column: str | None, label_column: str | None,
+                  batch_size: int, **data_overrides: Any) -> dict[str, Any]:
+    """``evaluate`` of any artifact kind: a labeled file read with the saved settings, scored, measured."""
+    examples, targets = labeled_examples(scorer.data, scorer.labels, source, text_column, label_column, **data_overrides)
+    return scorer.task.metrics(scorer.scores(examples, targets, batch_size), targets, scorer.labels)
 
 
 class Loadable(Protocol):
-    """What every artifact kind gives back from :func:`load`: predict and evaluate."""
+    """What every artifact kind gives back from :func:`load`: its data settings, predict and evaluate."""
+
+    data: DataConfig
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
                 batch_size: int = 64) -> list[dict[str, Any]]: ...

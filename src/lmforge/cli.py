@@ -170,11 +170,21 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
 
 
+def config_args(p: argparse.ArgumentParser, configs: str, example: str, resume: str | None = None,
+                optional: bool = False) -> None:
+    """The ``CONFIG [key.sub=value ...] [--resume]`` arguments every recipe verb takes."""
+    p.add_argument("config", nargs="?" if optional else None, help=f"YAML config (see {configs})")
+    p.add_argument("overrides", nargs="*", help=f"key.sub=value overrides, e.g. {example}")
+    if resume:
+        p.add_argument("--resume", action="store_true", help=resume)
+
+
+RESUME = "continue the run from its newest checkpoint"
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on labeled text")
-    p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.lr=3e-5")
-    p.add_argument("--resume", action="store_true", help="continue the run from its newest checkpoint")
+    config_args(p, "configs/", "train.lr=3e-5", RESUME)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -205,15 +215,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _add_prompt(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prompt", help="zero-shot and few-shot classifiers (prompts, in-context, PET, SetFit) compared")
-    p.add_argument("config", help="YAML config (see configs/prompt_*.yaml)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. shots.k=[16] methods=[setfit]")
+    config_args(p, "configs/prompt_*.yaml", "shots.k=[16] methods=[setfit]")
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ensemble", help="train N models (seeds or k-fold) and save them as one ensemble")
-    p.add_argument("config", nargs="?", help="YAML config (see configs/ensemble.yaml)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. ensemble.members=3")
-    p.add_argument("--resume", action="store_true", help="reuse finished members and continue an interrupted one")
+    config_args(p, "configs/ensemble.yaml", "ensemble.members=3", "reuse finished members and continue an interrupted one",
+                optional=True)
     p.add_argument("--combine", choices=["mean", "vote", "soup"], help="how members are combined (overrides the config)")
     p.add_argument("--from", dest="runs", nargs="+", metavar="RUN", help="assemble already trained runs instead of training")
     p.add_argument("--out", help="ensemble folder for --from")
@@ -221,8 +229,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="hyperparameter search (Optuna TPE with pruning); rerun to resume")
-    p.add_argument("config", help="YAML config (see configs/search.yaml)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    config_args(p, "configs/search.yaml", "train.epochs=2")
     p.add_argument("--space", help="YAML search space: dotted key -> {type, low, high, log} or a list of choices")
     p.add_argument("--trials", type=int, help="finished trials wanted in the study")
     p.add_argument("--jobs", type=int, help="trials at once, each in its own process (default: all cores)")

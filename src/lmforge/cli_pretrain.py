@@ -39,10 +39,10 @@ def run_tokenizer(args: argparse.Namespace) -> int:
 
 def add_pretrain(sub: argparse._SubParsersAction) -> None:
     """``lmforge pretrain CONFIG [key=value ...]``."""
+    from lmforge.cli import RESUME, config_args
+
     p = sub.add_parser("pretrain", help="pretrain (or continue pretraining) a model on unlabeled text: MLM, NSP, causal LM")
-    p.add_argument("config", help="YAML config (see configs/pretrain_*.yaml)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=1000")
-    p.add_argument("--resume", action="store_true", help="continue the run from its newest checkpoint")
+    config_args(p, "configs/pretrain_*.yaml", "train.max_steps=1000", RESUME)
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

@@ -77,7 +77,7 @@ def _hold_out(examples: Examples, targets: np.ndarray, fraction: float, cfg: Dat
 def _fold_out(examples: Examples, targets: np.ndarray, cfg: DataConfig,
               labels: LabelSpace) -> tuple[tuple[Examples, np.ndarray], tuple[Examples, np.ndarray]]:
     """Split (examples, targets) into the other folds and fold ``data.split.fold`` (cross-validation)."""
-    folds = cfg.split.folds or 2
+    folds = cfg.split.folds
     if len(examples) < folds:
         raise DataError(f"{examples.path}: {len(examples)} examples cannot fill data.split.folds={folds} folds")
     strata = targets if cfg.split.stratify and labels.kind == "single" else None

@@ -38,8 +38,7 @@ def evaluate(run: str | Path, data: str, text_column: str | None = None, label_c
     clean = predictor.evaluate(data, text_column, label_column, batch_size, **overrides)
     if not perturb:
         return clean
-    data_cfg = getattr(predictor, "data", None)
-    column = text_column or (data_cfg.text_column if data_cfg is not None else "text")
+    column = text_column or predictor.data.text_column
     results = {"clean": clean}
     with tempfile.TemporaryDirectory(prefix="lmforge-perturb-") as tmp:
         for name in perturb:
