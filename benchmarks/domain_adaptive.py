@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from _pretraining_utils import (
+from _common import (
     REPO,
     accuracy,
     bench_home,

@@ -29,6 +29,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _common import SHARED  # noqa: E402
+
 from lmforge import config as config_mod  # noqa: E402
 from lmforge.prompting import protocol  # noqa: E402
 from lmforge.prompting.config import PromptConfig  # noqa: E402
@@ -36,7 +38,7 @@ from lmforge.prompting.methods import check_templates  # noqa: E402
 from lmforge.prompting.sampling import draw_k_shot  # noqa: E402
 from lmforge.recipes.prompt import load_data, make_context  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED
 SST2_METHODS = ["cloze", "similarity", "likelihood", "generate", "icl", "pet", "pet_decoder", "setfit", "head"]
 BANKING_METHODS = ["similarity", "pet", "setfit", "head"]
 
@@ -159,7 +161,7 @@ def write_plots(out: dict[str, Any], stem: Path) -> None:
 
     for name, cells in out["runs"].items():
         rebuilt = [protocol.Cell(c["method"], c["k"], c["runs"]) for c in cells]
-        plot_accuracy(rebuilt, sorted({c.k for c in rebuilt}), stem.parent / f"{stem.name}_{name}.png")
+        plot_accuracy(rebuilt, stem.parent / f"{stem.name}_{name}.png")
 
 
 def main() -> int:

@@ -27,8 +27,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import SHARED  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
+DATA = SHARED / "sst2" / "train.tsv"
 
 
 def read_sst2(path: Path, n: int) -> tuple[list[str], list[int]]:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import torch
-from _pretraining_utils import REPO, emit, log, setup_logging
+from _common import REPO, emit, log, setup_logging
 
 PROMPT = "Write a short story about a robot who learns to paint."
 

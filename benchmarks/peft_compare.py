@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-# ../shared/data from the repository root (one level further up from a worktree under wt/).
-SST2 = next((p / "shared" / "data" / "sst2" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()),
-            ROOT.parent / "shared" / "data" / "sst2")
+from _common import REPO, SHARED, emit
+
+SST2 = SHARED / "sst2"
 # Row name -> tuning block. Each method trains at its default learning rate (lmforge.tuning).
 METHODS: dict[str, dict[str, Any]] = {
     "full": {"method": "full"},
@@ -152,7 +151,7 @@ def run_worker(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     cmd = [sys.executable, __file__, "--worker", name, "--work", str(work), "--train-rows", str(args.train_rows),
            "--epochs", str(args.epochs)] + (["--dev-rows", str(args.dev_rows)] if args.dev_rows else [])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
@@ -202,12 +201,7 @@ def main() -> None:
     base = baselines(args.train_rows, args.dev_rows)
     with tempfile.TemporaryDirectory(prefix="peft_compare-") as tmp:
         rows = [run_worker(name, args, Path(tmp)) for name in names]
-    result = summary(rows, base, args)
-    if not args.quick:
-        out = ROOT / "benchmarks" / "results" / "peft_compare.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result))
+    emit(summary(rows, base, args), None if args.quick else REPO / "benchmarks" / "results" / "peft_compare.json")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import REPO, SHARED, emit
 
-ROOT = Path(__file__).resolve().parents[1]
-BANKING = next((p / "shared" / "data" / "banking77" for p in (ROOT.parent, ROOT.parent.parent)
-                if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data" / "banking77")
+BANKING = SHARED / "banking77"
 INTENT_PROMPT = "Which banking intent does this customer message express? Answer with the intent name only.\n\nMessage: {text}"
 LABEL_PROMPT = "Is this movie review fresh or rotten? Answer with one word.\n\nReview: {text}"
 
@@ -148,11 +147,7 @@ def main() -> None:
         print(f"instruct: {tuned}", flush=True)
     result = {"benchmark": "peft_decoder", "model": "smollm2-135m", "method": "lora r=8",
               "label_generation": labels, "instruct": tuned}
-    if not args.quick:
-        out = ROOT / "benchmarks" / "results" / "peft_decoder.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result))
+    emit(result, None if args.quick else REPO / "benchmarks" / "results" / "peft_decoder.json")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _pretraining_utils import REPO, bench_home, emit, log, setup_logging
+from _common import REPO, bench_home, emit, log, setup_logging
 
 SEQ, BATCH, LR = 128, 32, 1e-4
 

@@ -26,7 +26,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
+from _common import SHARED  # noqa: E402
+
+SST2 = SHARED / "sst2"
 LONG = 20
 
 

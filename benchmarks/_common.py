@@ -1,4 +1,4 @@
-"""Helpers shared by the pretraining benchmarks: clean data copies, the TF-IDF baseline, timing."""
+"""Helpers shared by the benchmarks: where the shared data is, clean data copies, the TF-IDF baseline, timing, the JSON line."""
 
 from __future__ import annotations
 
