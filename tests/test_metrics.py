@@ -228,9 +228,10 @@ def test_format_table_shows_missing_values() -> None:
 
 
 def test_tfidf_baseline_and_script_detection() -> None:
-    from lmforge.evaluation.baselines import is_cjk, tfidf_logreg
+    from lmforge.evaluation.baselines import tfidf_logreg, tfidf_vectorizer
 
-    assert is_cjk(["这家酒店很好", "房间太小了"]) and not is_cjk(["a good hotel", "tiny room"])
+    assert tfidf_vectorizer(["这家酒店很好", "房间太小了"]).analyzer == "char"
+    assert tfidf_vectorizer(["a good hotel", "tiny room"]).analyzer == "word"
     train = ["good fun", "great film", "nice story", "bad plot", "awful film", "poor story"] * 3
     labels = [1, 1, 1, 0, 0, 0] * 3
     result = tfidf_logreg(train, labels, ["good story", "awful plot"], [1, 0], ["neg", "pos"])

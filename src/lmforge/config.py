@@ -258,17 +258,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def set_key(tree: dict[str, Any], key: str | list[str], value: Any) -> None:
+    """Set the dotted ``key`` (or key path) to ``value`` in the nested dict ``tree``, making sections as needed."""
+    *path, last = key.split(".") if isinstance(key, str) else key
+    node = tree
+    for part in path:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {'.'.join([*path, last])!r}: {part!r} is not a section")
+        node = child
+    node[last] = value
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set each ``key.sub=value`` of ``overrides`` in the nested dict ``tree`` (in place)."""
     for item in overrides:
-        path, value = parse_override(item)
-        node = tree
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[path[-1]] = value
+        set_key(tree, *parse_override(item))
     return tree
 
 

@@ -6,28 +6,20 @@ earned its cost.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from lmforge.data.segment import is_chinese
 from lmforge.evaluation.metrics import classification_metrics
-
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-
-
-def is_cjk(texts: Sequence[str], sample: int = 200) -> bool:
-    """True when most characters of a sample of ``texts`` are CJK ideographs (no spaces between words)."""
-    chars = "".join(texts[:sample])
-    return bool(chars) and len(_CJK.findall(chars)) > 0.3 * len(chars.replace(" ", ""))
 
 
 def tfidf_vectorizer(texts: Sequence[str]) -> Any:
     """Word 1-2-grams for spaced languages, character 1-3-grams for Chinese and Japanese."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    if is_cjk(texts):
+    if is_chinese("".join(texts[:200])):  # a sample decides: no spaces between words
         return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
     return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)
 

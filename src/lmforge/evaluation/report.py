@@ -112,7 +112,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _new_figure(size: tuple[float, float] = (8.0, 4.5)) -> tuple[Figure, Axes]:
+def new_figure(size: tuple[float, float] = (8.0, 4.5)) -> tuple[Figure, Axes]:
     """A pyplot-free figure on the Agg canvas, so plotting needs no display or global backend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -133,7 +133,7 @@ def _loss_figure(train: Series, evals: Series) -> Figure | None:
     """Train loss (raw + smoothed) and eval loss against step."""
     if not train[0] and not evals[0]:
         return None
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     if train[0]:
         smooth = _ema(train[1])
         if smooth != train[1]:
@@ -154,7 +154,7 @@ def _metrics_figure(evals: list[dict]) -> Figure | None:
     names = _eval_metric_names(evals)
     if not names:
         return None
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     for name in names:
         steps, values = _series(evals, name)
         arrow = "↓" if metric_mode(name) == "min" else "↑"
@@ -168,7 +168,7 @@ def _lr_figure(lr: Series) -> Figure | None:
     """Learning-rate schedule against step."""
     if not lr[0]:
         return None
-    fig, ax = _new_figure((8.0, 3.5))
+    fig, ax = new_figure((8.0, 3.5))
     ax.plot(*lr, color="tab:green", linewidth=2)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     _style(ax, "Learning rate", "learning rate")
@@ -184,7 +184,7 @@ def _confusion_figure(matrix: list[list[int]], labels: list[str], split: str) ->
     normed = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     n = len(labels)
     side = min(max(5.0, 0.45 * n + 2.5), 16.0)
-    fig, ax = _new_figure((side + 1.0, side))
+    fig, ax = new_figure((side + 1.0, side))
     image = ax.imshow(normed, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true label")
     font = 9 if n <= ANNOTATE_MAX_LABELS else max(4, 9 - n // 20)

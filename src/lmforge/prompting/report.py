@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from lmforge.prompting.protocol import Cell
 
-log = logging.getLogger("lmforge.prompting")
 
+def plot_accuracy(cells: list[Cell], path: Path) -> Path | None:
+    """Mean accuracy (± std as error bars) per method against k; zero-shot methods as dashed lines.
 
-def plot_accuracy(cells: list[Cell], ks: list[int], path: Path) -> Path | None:
-    """Mean accuracy (± std as error bars) per method against k; zero-shot methods as dashed lines."""
+    Returns:
+        ``path``, or None when there is nothing to plot.
+    """
+    if not cells:
+        return None
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lmforge.evaluation.report import new_figure, save_figure
 
+    fig, ax = new_figure((7.5, 4.5))
     few = sorted({c.k for c in cells if c.k > 0})
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, name in enumerate(dict.fromkeys(c.method for c in cells)):
         color = colors[i % len(colors)]
         mine = sorted((c for c in cells if c.method == name), key=lambda c: c.k)
@@ -29,9 +31,6 @@ def plot_accuracy(cells: list[Cell], ks: list[int], path: Path) -> Path | None:
         means, stds = zip(*(c.stat() for c in mine), strict=True)
         ax.errorbar([c.k for c in mine], [100 * m for m in means], yerr=[100 * s for s in stds], marker="o", capsize=3,
                     color=color, label=name)
-    if not ax.lines and not ax.containers:
-        plt.close(fig)
-        return None
     ax.set_xlabel("labeled examples per class (k)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("prompting methods on the same k-shot draws")
@@ -39,16 +38,12 @@ def plot_accuracy(cells: list[Cell], ks: list[int], path: Path) -> Path | None:
         ax.set_xticks(few)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    from lmforge.evaluation.report import save_figure
-
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
-def write_prompt_report(run_dir: Path, cells: list[Cell], table: str, ks: list[int], config_text: str) -> Path:
+def write_prompt_report(run_dir: Path, cells: list[Cell], table: str, config_text: str) -> Path:
     """Write ``report.md`` (table, plot, config) into ``run_dir``."""
-    plot = plot_accuracy(cells, ks, run_dir / "plots" / "accuracy_vs_k.png")
+    plot = plot_accuracy(cells, run_dir / "plots" / "accuracy_vs_k.png")
     parts = ["# lmforge prompt", "Accuracy in percent, mean ± std over seeds (one run for zero-shot methods).",
              f"```\n{table}\n```"]
     if plot is not None:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from lmforge import config as config_mod
-from lmforge.config import FinetuneConfig, SearchConfig, Section
+from lmforge.config import FinetuneConfig, SearchConfig, Section, set_key
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluation import metric_mode
 from lmforge.training.hooks import Hook
@@ -68,14 +68,6 @@ def parse_space(raw: dict[str, Any], source: str = "search.space") -> dict[str, 
             raise ConfigError(f"{source}: {key} needs a non-empty choices list")
         space[key] = parsed
     return space
-
-
-def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Set dotted ``key`` in the nested dict ``tree``."""
-    *path, last = key.split(".")
-    for part in path:
-        tree = tree.setdefault(part, {})
-    tree[last] = value
 
 
 def suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
@@ -324,16 +316,13 @@ def _short(value: Any) -> str:
 
 def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: bool) -> Path | None:
     """The metric of each trial (pruned ones hollow) and the best so far."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lmforge.evaluation.report import new_figure, save_figure
 
     done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
     if not done:
         return None
     pruned = [r for r in rows if r["state"] == "pruned" and r["value"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure((7.0, 4.0))
     ax.scatter([r["trial"] for r in done], [r["value"] for r in done], label="trial", zorder=3)
     if pruned:
         ax.scatter([r["trial"] for r in pruned], [r["value"] for r in pruned], facecolors="none", edgecolors="grey",
@@ -348,11 +337,7 @@ def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: b
     ax.set_ylabel(f"validation {metric}")
     ax.legend()
     ax.grid(alpha=0.3)
-    from lmforge.evaluation.report import save_figure
-
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def finish(study: Study, cfg: SearchConfig) -> SearchResult:
