@@ -80,7 +80,7 @@ def test_saved_artifact_reproduces_protocol_scores(tiny_bert: Path, tiny_llama: 
     _, (evaluation, targets), _ = load_data(config.load(PromptConfig, cfg))
     for cell in result.cells:
         predictor = lmforge.load(result.artifacts[f"{cell.method}-k3"])
-        pred = np.asarray(predictor.scores(evaluation.texts, evaluation.pairs)).argmax(1)
+        pred = np.asarray(predictor.scores(evaluation)).argmax(1)
         assert float((pred == targets).mean()) == pytest.approx(cell.runs[0]["accuracy"], abs=1e-4), cell.method
     meta = json.loads((result.artifacts["icl-k3"] / "lmforge.json").read_text())
     assert len(meta["calibration"]) == 2 and (result.artifacts["icl-k3"] / "demonstrations.jsonl").is_file()

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.artifact import input_examples, labeled_examples, write_meta
+from lmforge.artifact import evaluate_file, predict_rows, write_meta
 from lmforge.config import DataConfig, TaskConfig
+from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
 from lmforge.prompting.classifiers import (
     Calibrated,
@@ -59,26 +60,19 @@ class PromptPredictor:
     def __post_init__(self) -> None:
         self.task = get_task(TaskConfig())
 
-    def scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Label log-scores (N, C)."""
-        return self.classifier.label_scores(texts, pairs)
+    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+        """Label log-scores (N, C) of cleaned examples."""
+        return self.classifier.label_scores(examples.texts, examples.pairs)
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
                 batch_size: int = 64) -> list[dict[str, Any]]:
         """Predictions for ``texts`` (and ``pairs``), in input order."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not texts:
-            return []
-        examples = input_examples(self.data, texts, pairs)
-        results = self.task.postprocess(self.scores(examples.texts, examples.pairs), self.labels, top_k)
-        return [{"text": t, **r} for t, r in zip(texts, results, strict=True)]
+        return predict_rows(self, texts, pairs, top_k, batch_size)
 
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
         """Metrics on a labeled file, whose label values are matched to the saved label names."""
-        examples, targets = labeled_examples(self.data, self.labels, source, text_column, label_column, **data_overrides)
-        return self.task.metrics(self.scores(examples.texts, examples.pairs), targets, self.labels)
+        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
 
 
 def verbalizer_of(meta: dict[str, Any]) -> Verbalizer:

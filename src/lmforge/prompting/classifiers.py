@@ -215,14 +215,13 @@ class HeadClassifier:
         self.model, self.tokenizer, self.labels, self.data, self.base_model = model, tokenizer, labels, data, base_model
 
     def label_scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        from lmforge.data.dataset import Split
-        from lmforge.data.tokenize import tokenize
+        from lmforge.data.pipeline import to_split
         from lmforge.tasks.base import infer_logits
 
         examples = Examples(Path("<input>"), texts, pairs, None, list(range(1, len(texts) + 1)))
-        enc = tokenize(self.tokenizer, texts, pairs, self.data.max_length)
+        split = to_split("eval", examples, None, self.tokenizer, self.data, None)
         self.model.eval()
-        logits = infer_logits(self.model, Split("eval", examples, enc, None, int(self.tokenizer.pad_token_id)), 64)
+        logits = infer_logits(self.model, split, 64)
         return torch.from_numpy(logits).double().log_softmax(-1).numpy()
 
     def save(self, out: Path) -> None:

@@ -154,13 +154,6 @@ def word_logprobs(scorer: CausalScorer, prefix: Prefix | None, contexts: list[li
     return np.asarray([float(np.mean(s)) for s in scores]).reshape(len(contexts), len(word_ids))
 
 
-def split_label_space(prompt: str) -> tuple[str, bool]:
-    """The context before a label word, and whether the word follows a space (which then goes with the word)."""
-    if prompt[-1:] == " ":
-        return prompt[:-1], True
-    return prompt, False
-
-
 def chat_prompt(tokenizer: Any, message: str) -> str:
     """``message`` as the user turn of the tokenizer's chat template, ready for the assistant's answer."""
     if not getattr(tokenizer, "chat_template", None):

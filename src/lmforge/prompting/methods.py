@@ -33,7 +33,7 @@ from lmforge.prompting.decoder import CausalScorer, load_decoder
 from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.mlm import Cloze, load_mlm
-from lmforge.prompting.templates import TemplateSet
+from lmforge.prompting.templates import Template, TemplateSet
 from lmforge.prompting.verbalizers import CONTENT_FREE, Verbalizer, content_free_probs
 from lmforge.registry import Registry
 
@@ -100,11 +100,15 @@ class Context:
             self._loaded["mlm"] = load_mlm(self.source("mlm"), self.device)
         return self._loaded["mlm"]
 
-    def template(self, method: str) -> Any:
+    def template(self, method: str) -> Template:
         """The parsed template ``method`` uses, checked for the slots it needs."""
         name, slots, example = NEEDS[method]
         template = self.templates.parsed(name).require(slots, method, example)
         return template.require_last("label", method) if name == "prompt" else template
+
+    def choices(self) -> Template:
+        """The line that offers ``generate`` the label names, checked for its ``{label}`` slot."""
+        return self.templates.parsed("choices").require(("label",), "generate", "Answer with one of: {label}.")
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,7 @@ def _likelihood(ctx: Context, examples: Examples | None, targets: np.ndarray | N
 
 
 def _generate(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    choices = ctx.templates.parsed("choices").require(("label",), "generate", "Answer with one of: {label}.")
-    return GenerateClassifier(ctx.decoder(), ctx.template("generate"), choices, ctx.verbalizer.names,
+    return GenerateClassifier(ctx.decoder(), ctx.template("generate"), ctx.choices(), ctx.verbalizer.names,
                               ctx.cfg.data.max_length, ref=ctx.ref("decoder"))
 
 
@@ -251,4 +254,4 @@ def check_templates(ctx: Context, methods: list[str]) -> None:
         if name in NEEDS:
             ctx.template(name)
     if "generate" in methods:
-        ctx.templates.parsed("choices").require(("label",), "generate", "Answer with one of: {label}.")
+        ctx.choices()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmforge.data.batching import eval_batches, pad
+from lmforge.data.batching import attention_mask, eval_batches, pad
 from lmforge.data.tokenize import Ragged
 from lmforge.errors import ConfigError
 from lmforge.prompting.lmhead import logits_at
@@ -137,10 +137,8 @@ class Cloze:
 
     def batch(self, inputs: ClozeInputs, index: np.ndarray) -> dict[str, torch.Tensor]:
         """Padded model inputs of rows ``index`` plus ``position``."""
-        lengths = torch.from_numpy(inputs.ids.lengths[index])
-        mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-        return {"input_ids": pad(inputs.ids, index, int(self.tokenizer.pad_token_id)), "attention_mask": mask,
-                "position": torch.from_numpy(inputs.position[index])}
+        return {"input_ids": pad(inputs.ids, index, int(self.tokenizer.pad_token_id)),
+                "attention_mask": attention_mask(inputs.ids, index), "position": torch.from_numpy(inputs.position[index])}
 
     def forward(self, batch: dict[str, torch.Tensor], model: nn.Module | None = None) -> torch.Tensor:
         """Label log-scores (B, C) of a batch, differentiable; ``model`` is the (wrapped) one being trained."""
@@ -170,29 +168,6 @@ class Cloze:
         return {"model": self.ref, "template": self.template.source}
 
 
-class ClozeSource:
-    """Training batches of cloze prompts for the training loop (a ``BatchSource``)."""
-
-    def __init__(self, cloze: Cloze, inputs: ClozeInputs, targets: np.ndarray, batch_size: int, seed: int) -> None:
-        self.cloze, self.inputs, self.targets, self.batch_size, self.seed = cloze, inputs, targets, batch_size, seed
-
-    def _plan(self, epoch: int) -> list[np.ndarray]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
-    def num_batches(self, epoch: int) -> int:
-        """Batches per epoch."""
-        return len(self._plan(epoch))
-
-    def batches(self, epoch: int, start: int, rank: int, world: int) -> Any:
-        """Batches ``start..`` of ``epoch`` (each process takes its share)."""
-        for index in self._plan(epoch)[start:]:
-            part = np.array_split(index, world)[rank] if world > 1 else index
-            batch = self.cloze.batch(self.inputs, part)
-            batch["labels"] = torch.from_numpy(self.targets[part])
-            yield batch, len(index)
-
-
 def pet_loss(cloze: Cloze) -> Any:
     """The training loss of prompt-based fine-tuning: cross-entropy over the verbalizer's label scores."""
 
@@ -201,5 +176,3 @@ def pet_loss(cloze: Cloze) -> Any:
         return F.cross_entropy(scores, batch["labels"]), scores
 
     return loss
-
-

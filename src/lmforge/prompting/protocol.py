@@ -125,10 +125,8 @@ def _one_run(ctx: Context, pool: tuple[Examples, np.ndarray], evaluation: tuple[
     """Build ``method`` from this seed's draw and score each of its variants: ``(name, result, classifier)``."""
     (examples, targets), (eval_examples, eval_targets) = pool, evaluation
     num_labels = len(ctx.labels.names)
-    if method.decoder:
-        index = eval_subset(len(eval_examples), ctx.cfg.shots.decoder_eval_samples, ctx.cfg.shots.eval_seed)
-    else:
-        index = np.arange(len(eval_examples))
+    limit = ctx.cfg.shots.decoder_eval_samples if method.decoder else None
+    index = eval_subset(len(eval_examples), limit, ctx.cfg.shots.eval_seed)
     draw = draw_k_shot(targets, k, seed, num_labels) if k > 0 else None
     start = time.perf_counter()
     variants = build_variants(method, ctx, examples.subset(draw) if draw is not None else None,

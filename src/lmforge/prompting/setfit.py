@@ -8,7 +8,6 @@ a logistic-regression head is then fitted on the tuned embeddings of the same ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,41 +25,26 @@ def make_pairs(targets: np.ndarray, iterations: int, seed: int, max_pairs: int |
     """
     rng = np.random.default_rng(seed)
     by_label = {c: np.flatnonzero(targets == c) for c in np.unique(targets)}
+    # Each class's partners are found once, not once per example and round.
+    others = {c: np.flatnonzero(targets != c) for c in by_label}
     pairs = []
     for _ in range(iterations):
         for i, c in enumerate(targets):
             pairs.append((i, int(rng.choice(by_label[c])), 1))
-            others = np.flatnonzero(targets != c)
-            if len(others):
-                pairs.append((i, int(rng.choice(others)), 0))
+            if len(others[c]):
+                pairs.append((i, int(rng.choice(others[c])), 0))
     out = np.asarray(pairs, dtype=np.int64).reshape(-1, 3)
     out = out[rng.permutation(len(out))]
     return out[:max_pairs] if max_pairs else out
 
 
-class PairSource:
-    """Batches of tokenized text pairs with their target similarity, for the training loop."""
-
-    def __init__(self, encoder: SentenceEncoder, texts: list[str], pairs: np.ndarray, batch_size: int, seed: int) -> None:
-        self.encoder, self.texts, self.pairs, self.batch_size, self.seed = encoder, texts, pairs, batch_size, seed
-
-    def _plan(self, epoch: int) -> list[np.ndarray]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pairs))
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
-    def num_batches(self, epoch: int) -> int:
-        """Batches per epoch."""
-        return len(self._plan(epoch))
-
-    def batches(self, epoch: int, start: int, rank: int, world: int) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
-        """Batches ``start..`` of ``epoch`` (each process takes its share)."""
-        for index in self._plan(epoch)[start:]:
-            part = self.pairs[np.array_split(index, world)[rank] if world > 1 else index]
-            a = self.encoder.batch([self.texts[i] for i in part[:, 0]])
-            b = self.encoder.batch([self.texts[j] for j in part[:, 1]])
-            batch = {f"a_{k}": v for k, v in a.items()} | {f"b_{k}": v for k, v in b.items()}
-            batch["labels"] = torch.from_numpy(part[:, 2].astype(np.float32))
-            yield batch, len(index)
+def pair_batch(encoder: SentenceEncoder, texts: list[str], pairs: np.ndarray) -> dict[str, torch.Tensor]:
+    """Both sides of ``pairs`` (P, 3) tokenized (keys ``a_*`` and ``b_*``), with their target similarity as ``labels``."""
+    a = encoder.batch([texts[i] for i in pairs[:, 0]])
+    b = encoder.batch([texts[j] for j in pairs[:, 1]])
+    batch = {f"a_{k}": v for k, v in a.items()} | {f"b_{k}": v for k, v in b.items()}
+    batch["labels"] = torch.from_numpy(pairs[:, 2].astype(np.float32))
+    return batch
 
 
 def cosine_loss(encoder: SentenceEncoder) -> Any:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from lmforge.data.segment import is_chinese as text_is_chinese
 from lmforge.errors import ConfigError
 
 SLOTS = ("text", "text_pair", "mask", "label")
@@ -125,7 +126,6 @@ class TemplateSet:
         return replace(self, **{k: v for k, v in overrides.items() if k in known and v})
 
 
-_EN_CHOICES = "Answer with one of: {label}."
 _ZH_CHOICES = "请从以下选项中选一个回答：{label}。"
 
 BUILTIN: dict[tuple[str, str], TemplateSet] = {
@@ -227,7 +227,6 @@ def fit_slots(tokenizer: Any, template: Template, text: str, pair: str | None, b
 
 
 def is_chinese(texts: list[str], sample: int = 200) -> bool:
-    """True when most of the first ``sample`` texts contain CJK characters."""
+    """True when most of the first ``sample`` texts are Chinese (see :func:`lmforge.data.segment.is_chinese`)."""
     head = texts[:sample]
-    cjk = sum(1 for t in head if re.search(r"[\u4e00-\u9fff]", t))
-    return bool(head) and cjk * 2 > len(head)
+    return bool(head) and sum(map(text_is_chinese, head)) * 2 > len(head)

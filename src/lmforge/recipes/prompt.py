@@ -92,7 +92,7 @@ def _write_outputs(run_dir: Path, cfg: PromptConfig, cells: list[protocol.Cell],
     if cfg.output.report:
         from lmforge.prompting.report import write_prompt_report
 
-        write_prompt_report(run_dir, cells, table, cfg.shots.k, config_mod.dump(cfg))
+        write_prompt_report(run_dir, cells, table, config_mod.dump(cfg))
 
 
 def prompt(config: Any, overrides: list[str] | None = None) -> PromptResult:
