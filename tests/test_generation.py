@@ -54,8 +54,7 @@ def test_repetition_penalty_changes_greedy_output(generator: Generator) -> None:
 def test_stop_strings_are_cut_and_streaming_matches(generator: Generator) -> None:
     full = generator.generate("the movie", max_new_tokens=20, temperature=1.0, seed=1)
     stop = full[len(full) // 2:len(full) // 2 + 2]
-    if not stop.strip():
-        pytest.skip("sampled text has no usable stop string")
+    assert stop.strip(), f"the seeded sample {full!r} gives no usable stop string; pick another seed"
     pieces: list[str] = []
     cut = generator.generate("the movie", max_new_tokens=20, temperature=1.0, seed=1, stop=[stop], stream=pieces.append)
     assert cut == cut_at_stop(full, [stop])[0] and stop not in cut

@@ -61,8 +61,9 @@ def test_clm_steps_reduce_the_loss_and_generate(tiny_llama: Path, corpus: Path, 
     losses = train_losses(result.run_dir)
     assert result.objectives == ["clm"]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
-    assert result.metrics["clm_perplexity"] < len(Generator.load(str(result.run_dir)).tokenizer)
-    text = Generator.load(str(result.run_dir)).generate("the movie", max_new_tokens=5)
+    generator = Generator.load(str(result.run_dir))
+    assert result.metrics["clm_perplexity"] < len(generator.tokenizer)
+    text = generator.generate("the movie", max_new_tokens=5)
     assert isinstance(text, str)
 
 

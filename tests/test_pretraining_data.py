@@ -54,9 +54,10 @@ def test_tables_folders_and_column_lists(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.csv").write_text('text,label\n"first, doc",1\nsecond,0\n', encoding="utf-8")
     (tmp_path / "d" / "b.tsv").write_text('label\ttext_a\n1\tsay "hi\n0\tthird\n', encoding="utf-8")
+    (tmp_path / "d" / "c.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "fourth"}\n')  # a byte-order mark first
     (tmp_path / "d" / ".hidden.txt").write_text("skip me\n", encoding="utf-8")
     docs = list(read_documents(corpus_files([str(tmp_path / "d")]), text_column=["text", "text_a"]))
-    assert docs == [["first, doc"], ["second"], ['say "hi'], ["third"]]  # TSV is read without quoting
+    assert docs == [["first, doc"], ["second"], ['say "hi'], ["third"], ["fourth"]]  # TSV is read without quoting
     with pytest.raises(DataError, match="no column 'body'"):
         list(read_documents(corpus_files([str(tmp_path / "d")]), text_column="body"))
 

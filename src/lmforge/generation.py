@@ -143,12 +143,16 @@ class Generator:
         tree = options.model_dump() if isinstance(options, GenerateConfig) else dict(options or {})
         return config_mod.build(GenerateConfig, {**tree, **overrides}, "generation options")
 
-    def prompt_text(self, prompt: str, opts: GenerateConfig) -> str:
-        """The text fed to the model: the prompt, or the chat template around it."""
+    def uses_chat(self, opts: GenerateConfig) -> bool:
+        """Whether prompts go through the chat template: as ``opts.chat`` says, else when the tokenizer has one."""
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if opts.chat and not has_template:
             raise LmforgeError("this model's tokenizer has no chat template; generate without --chat")
-        if not (opts.chat if opts.chat is not None else has_template):
+        return opts.chat if opts.chat is not None else has_template
+
+    def prompt_text(self, prompt: str, opts: GenerateConfig) -> str:
+        """The text fed to the model: the prompt, or the chat template around it."""
+        if not self.uses_chat(opts):
             return prompt
         messages = ([{"role": "system", "content": opts.system}] if opts.system else []) + [{"role": "user", "content": prompt}]
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -166,8 +170,8 @@ class Generator:
         return gc
 
     def _decode_batch(self, texts: list[str], opts: GenerateConfig, streamer: Any = None) -> list[str]:
-        chat = opts.chat if opts.chat is not None else bool(getattr(self.tokenizer, "chat_template", None))
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+        # The chat template already holds the special tokens the model expects.
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.uses_chat(opts))
         enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         with torch.inference_mode():
             out = self.model.generate(**enc, generation_config=self.generation_config(opts), streamer=streamer,
@@ -207,5 +211,4 @@ class Generator:
 
 def generate(model: str, prompts: str | Sequence[str], **options: Any) -> str | list[str]:
     """Load ``model`` (zoo name, folder or run) and continue ``prompts`` with ``options`` (see :class:`GenerateConfig`)."""
-    stream = options.pop("stream", None)
-    return Generator.load(model).generate(prompts, stream=stream, **options)
+    return Generator.load(model).generate(prompts, **options)

@@ -80,6 +80,9 @@ def _format(path: Path, fmt: str) -> str:
 
 
 def _decode(raw: bytes, path: Path, number: int, encoding: str) -> str:
+    """Line ``number`` of ``path`` as text; a UTF-8 byte-order mark opening the file is dropped."""
+    if number == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError:
@@ -95,7 +98,7 @@ def _text_documents(file: CorpusFile, blank_line: bool, encoding: str, progress:
     with file.path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             progress(len(raw))
-            line = _decode(raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw, file.path, number, encoding).strip()
+            line = _decode(raw, file.path, number, encoding).strip()
             if not blank_line:
                 if line:
                     yield [line]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from lmforge.errors import LmforgeError
 
-log = logging.getLogger("lmforge.data")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 
@@ -19,17 +18,21 @@ def is_chinese(text: str, share: float = 0.3) -> bool:
     return bool(chars) and sum(1 for c in chars if _CJK.match(c)) >= share * len(chars)
 
 
-def is_cjk_char(char: str) -> bool:
-    """True for a single CJK ideograph (not punctuation)."""
-    return len(char) == 1 and ("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff")
+@cache
+def load_jieba(purpose: str = "word-level operations on Chinese text", fix: str = "") -> Any:
+    """The jieba module, quiet, imported once: the one Chinese word segmenter of the project.
 
+    Args:
+        purpose: What needs it, for the error message when jieba is missing.
+        fix: An alternative to installing jieba, appended to that message.
 
-@lru_cache(maxsize=1)
-def _jieba() -> Any:
+    Raises:
+        LmforgeError: jieba is not installed.
+    """
     try:
         import jieba
     except ImportError:
-        raise LmforgeError("word-level operations on Chinese text need jieba: pip install jieba") from None
+        raise LmforgeError(f"{purpose} needs jieba: pip install 'lmforge[chinese]'{fix}") from None
     jieba.setLogLevel(logging.WARNING)
     return jieba
 
@@ -49,5 +52,5 @@ def segment(text: str, units: str = "auto") -> tuple[list[str], str]:
     if units == "char":
         return ([c for c in text if not c.isspace()], "") if chinese else (list(text), "")
     if chinese:
-        return [w for w in _jieba().lcut(text) if w.strip()], ""
+        return [w for w in load_jieba().lcut(text) if w.strip()], ""
     return text.split(), " "

@@ -39,14 +39,12 @@ class TokenizerKind:
 KINDS: Registry[TokenizerKind] = Registry("tokenizer type")
 
 
-def _unicode_normalizer(normalize: str, lowercase: bool, strip_accents: bool = False) -> Any:
+def _unicode_normalizer(normalize: str, lowercase: bool) -> Any:
     from tokenizers import normalizers
 
     steps = [getattr(normalizers, normalize.upper())()] if normalize != "none" else []
     if lowercase:
         steps.append(normalizers.Lowercase())
-    if strip_accents:
-        steps += [normalizers.NFD(), normalizers.StripAccents()]
     return normalizers.Sequence(steps)
 
 

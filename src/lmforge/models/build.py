@@ -36,21 +36,25 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def dropout_settings(config: Any, cfg: Any) -> dict[str, float]:
+    """``cfg``'s dropout rates (those set) under the names ``config``'s architecture uses for them.
+
+    ``cfg`` is anything with ``dropout``, ``attention_dropout`` (and optionally ``classifier_dropout``).
+    """
+    out: dict[str, float] = {}
+    for option, keys in _DROPOUT_KEYS.items():
+        value = getattr(cfg, option, None)
+        out |= {key: value for key in keys if value is not None and hasattr(config, key)}
+    return out
+
+
 def model_kwargs(source: str, cfg: ModelConfig) -> dict[str, Any]:
     """Config overrides for ``from_pretrained``: dropout rates under each architecture's names."""
     from transformers import AutoConfig
 
     with quiet_transformers():
         config = AutoConfig.from_pretrained(source)
-    kwargs: dict[str, Any] = {}
-    for option, keys in _DROPOUT_KEYS.items():
-        value = getattr(cfg, option)
-        if value is None:
-            continue
-        for key in keys:
-            if hasattr(config, key):
-                kwargs[key] = value
-    return kwargs
+    return dropout_settings(config, cfg)
 
 
 def resolve(name: str) -> str:

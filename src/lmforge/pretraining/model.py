@@ -9,7 +9,7 @@ from torch import nn
 
 from lmforge.config import ModelConfig
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.models.build import enable_checkpointing, from_pretrained, model_kwargs, resolve
+from lmforge.models.build import dropout_settings, enable_checkpointing, from_pretrained, model_kwargs, resolve
 from lmforge.models.presets import preset_config
 from lmforge.pretraining.config import ObjectiveConfig, PretrainModelConfig
 from lmforge.pretraining.objectives import Objectives
@@ -43,13 +43,8 @@ def resolve_objectives(cfg: ObjectiveConfig, decoder: bool, what: str) -> Object
 
 
 def _dropout(config: Any, cfg: PretrainModelConfig) -> None:
-    names = {"dropout": ("hidden_dropout_prob", "resid_pdrop", "embd_pdrop", "dropout"),
-             "attention_dropout": ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")}
-    for option, keys in names.items():
-        value = getattr(cfg, option)
-        for key in keys if value is not None else ():
-            if hasattr(config, key):
-                setattr(config, key, value)
+    for key, value in dropout_settings(config, cfg).items():
+        setattr(config, key, value)
 
 
 def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any,
@@ -67,7 +62,7 @@ def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: A
     return model, objectives
 
 
-def continued_model(cfg: PretrainModelConfig, objective: ObjectiveConfig) -> tuple[nn.Module, Objectives, str]:
+def continued_model(cfg: PretrainModelConfig, objective: ObjectiveConfig) -> tuple[nn.Module, Objectives]:
     """The checkpoint ``cfg.name`` with the heads its objectives need; a missing MLM head is created and logged."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
     from transformers.models.auto.modeling_auto import MODEL_FOR_PRETRAINING_MAPPING_NAMES
@@ -90,7 +85,7 @@ def continued_model(cfg: PretrainModelConfig, objective: ObjectiveConfig) -> tup
         tied = output is not None and output.weight is model.get_input_embeddings().weight
         log.warning("%s has no masked-LM head: created one (%d new tensors%s); it learns during this run",
                     cfg.name, len(missing), ", output layer tied to the word embeddings" if tied else "")
-    return model, objectives, source
+    return model, objectives
 
 
 def build_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any,
@@ -99,7 +94,7 @@ def build_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer:
     if cfg.arch:
         model, objectives = new_model(cfg, objective, tokenizer, max_length)
     else:
-        model, objectives, _ = continued_model(cfg, objective)
+        model, objectives = continued_model(cfg, objective)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     if limit and max_length > limit:
         raise ConfigError(f"data.max_length={max_length} is longer than the model's {limit} positions; lower data.max_length")

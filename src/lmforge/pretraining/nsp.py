@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lmforge.pretraining.masking import Masker
-from lmforge.pretraining.packing import Batch, finish_batch
+from lmforge.pretraining.packing import Batch, finish_batch, pad_rows
 from lmforge.pretraining.store import TokenStore
 
 log = logging.getLogger("lmforge.pretrain")
@@ -95,7 +95,7 @@ def plan_pairs(store: TokenStore, max_length: int, seed: int, epoch: int, short_
     plan = PairPlan()
     for doc in range(store.num_docs):
         _doc_pairs(store, doc, max_length - 3, short_prob, lengths, rng, plan)
-    share = sum(plan.random) / max(1, len(plan))
+    share = plan.randoms / max(1, len(plan))
     if share > 0.6 and epoch == 0:
         log.warning("%.0f%% of sentence pairs are random: most documents have a single sentence, so next-sentence "
                     "prediction learns little; give documents of several sentences (data.documents=blank_line)", 100 * share)
@@ -153,14 +153,10 @@ class PairSequences:
         return ids, starts, types
 
     def __call__(self, index: np.ndarray, rng: np.random.Generator) -> Batch:
-        pairs = [self._pair(int(k), rng) for k in index]
-        lengths = np.array([len(ids) for ids, _, _ in pairs], dtype=np.int64)
-        width = int(lengths.max())
-        ids = np.full((len(pairs), width), self.ids["pad"], dtype=np.int64)
-        starts = np.ones((len(pairs), width), dtype=bool)
-        types = np.zeros((len(pairs), width), dtype=np.int64)
-        for i, (row, st, ty) in enumerate(pairs):
-            ids[i, :len(row)], starts[i, :len(row)], types[i, :len(row)] = row, st, ty
+        ids_rows, start_rows, type_rows = zip(*(self._pair(int(k), rng) for k in index), strict=True)
+        ids, lengths = pad_rows(list(ids_rows), self.ids["pad"], None)
+        starts, _ = pad_rows(list(start_rows), 1, None)
+        types, _ = pad_rows(list(type_rows), 0, None)
         inputs, labels = self.masker(ids, starts, rng)
         batch = finish_batch(inputs, lengths, labels)
         batch["token_type_ids"] = torch.from_numpy(types)

@@ -76,39 +76,43 @@ class PretrainingModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         inputs = {k: v for k, v in inputs.items() if v is not None}
         if self.objectives.clm:
-            return self._causal(inputs, labels)
+            out = self.model(**inputs, labels=labels)
+            return self._output(out.loss, {"clm": (out.loss, out.logits[:, :-1], labels[:, 1:])})
         # Heads are looked up, not stored: as submodules here they would be saved twice in checkpoints.
         head, next_head = mlm_head(self.model), nsp_head(self.model) if self.objectives.nsp else None
         if head is None:
             out = self.model(**inputs, labels=labels)
-            return self._mlm_stats(out.loss, out.logits[labels >= 0], labels[labels >= 0])
+            return self._output(out.loss, {"mlm": (out.loss, out.logits, labels)})
         encoded = self.model.base_model(**inputs)
         hidden = encoded.last_hidden_state  # (B, T, H)
         picked = (labels >= 0).view(-1).nonzero().squeeze(-1)
         targets = labels.view(-1).index_select(0, picked)
         logits = head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, picked))  # (M, V)
-        result = self._mlm_stats(F.cross_entropy(logits.float(), targets), logits, targets)
+        loss = F.cross_entropy(logits.float(), targets)
+        parts = {"mlm": (loss, logits, targets)}
         if next_head is not None and next_sentence_label is not None:
             nsp_logits = next_head(encoded.pooler_output)  # (B, 2)
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label)
-            result.loss = result.loss + nsp_loss
-            n = torch.tensor(float(len(next_sentence_label)), device=nsp_logits.device)
-            correct = _count(nsp_logits.argmax(-1) == next_sentence_label)
-            result.stats |= {"nsp_loss": nsp_loss.detach() * n, "nsp_correct": correct, "nsp_count": n}
-        return result
+            parts["nsp"] = (nsp_loss, nsp_logits, next_sentence_label)
+            loss = loss + nsp_loss
+        return self._output(loss, parts)
 
-    def _mlm_stats(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> PretrainOutput:
-        n = torch.tensor(float(targets.numel()), device=loss.device)
-        correct = _count(logits.detach().argmax(-1) == targets)
-        return PretrainOutput(loss, {"mlm_loss": loss.detach() * n, "mlm_correct": correct, "mlm_count": n})
+    def _output(self, loss: torch.Tensor, parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> PretrainOutput:
+        """``loss`` with, in eval mode only, each objective's summed loss, hits and count.
 
-    def _causal(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> PretrainOutput:
-        out = self.model(**inputs, labels=labels)
-        targets = labels[:, 1:]
-        mask = targets >= 0
-        n = _count(mask)
-        correct = _count((out.logits[:, :-1].detach().argmax(-1) == targets) & mask)
-        return PretrainOutput(out.loss, {"clm_loss": out.loss.detach() * n, "clm_correct": correct, "clm_count": n})
+        Args:
+            loss: The batch's total loss.
+            parts: Objective name -> (its loss, logits (..., C), targets (...) with -100 where not predicted).
+        """
+        if self.training:  # only evaluation reads the counts: the argmax over the vocabulary stays off the step
+            return PretrainOutput(loss)
+        stats: dict[str, torch.Tensor] = {}
+        for name, (part, logits, targets) in parts.items():
+            mask = targets >= 0
+            n = _count(mask)
+            stats |= {f"{name}_loss": part.detach() * n, f"{name}_count": n,
+                      f"{name}_correct": _count((logits.detach().argmax(-1) == targets) & mask)}
+        return PretrainOutput(loss, stats)
 
 
 def pretrain_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, PretrainOutput]:

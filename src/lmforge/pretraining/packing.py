@@ -91,8 +91,14 @@ class SequenceSource:
         return [make(order[i:i + self.batch_size], batch_rng(self.seed, 0, i)) for i in range(0, len(order), self.batch_size)]
 
 
-def _padded(rows: list[np.ndarray], pad: int, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (with ``prefix`` in front) right-padded into a (B, T) array, and their lengths."""
+def pad_rows(rows: list[np.ndarray], pad: int, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (with ``prefix`` in front) right-padded into a (B, T) int64 array, and their lengths.
+
+    Args:
+        rows: One 1-D array per sequence.
+        pad: Fills each row after its end.
+        prefix: Put in front of every row (CLS), or None.
+    """
     extra = 0 if prefix is None else 1
     lengths = np.array([len(r) + extra for r in rows], dtype=np.int64)
     out = np.full((len(rows), int(lengths.max())), pad, dtype=np.int64)
@@ -135,7 +141,7 @@ class PackedSequences:
         return [np.asarray(self.store.ids[starts[i]:ends[i]], dtype=np.int64) for i in index]
 
     def __call__(self, index: np.ndarray, rng: np.random.Generator) -> Batch:
-        ids, lengths = _padded(self.rows(index), self.pad_id, self.prefix_id)
+        ids, lengths = pad_rows(self.rows(index), self.pad_id, self.prefix_id)
         if self.masker is None:
             labels = np.where(np.arange(ids.shape[1])[None, :] < lengths[:, None], ids, IGNORE)
             return finish_batch(ids, lengths, labels)
@@ -143,6 +149,6 @@ class PackedSequences:
         if self.store.starts is not None:
             s0, s1 = self.spans
             flags = [np.asarray(self.store.starts[s0[i]:s1[i]], dtype=bool) for i in index]
-            starts, _ = _padded(flags, 1, None if self.prefix_id is None else 1)
+            starts, _ = pad_rows(flags, 1, None if self.prefix_id is None else 1)
         inputs, labels = self.masker(ids, starts, rng)
         return finish_batch(inputs, lengths, labels)

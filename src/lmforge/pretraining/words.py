@@ -8,10 +8,11 @@ one word unless jieba puts a word boundary between them.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
+
+from lmforge.data.segment import load_jieba
 
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
@@ -24,23 +25,11 @@ def is_cjk(codepoints: np.ndarray) -> np.ndarray:
     return out
 
 
-def _jieba() -> Any:
-    try:
-        import jieba
-    except ImportError:
-        from lmforge.errors import LmforgeError
-
-        raise LmforgeError("Chinese whole-word masking needs jieba: pip install 'lmforge[chinese]' "
-                           "(or set objective.chinese_words=chars)") from None
-    jieba.setLogLevel(logging.WARNING)
-    return jieba
-
-
 def jieba_boundaries(text: str) -> np.ndarray:
     """Boolean of length ``len(text) + 1``: True at every character offset where a jieba word starts."""
     out = np.zeros(len(text) + 1, dtype=bool)
     pos = 0
-    for word in _jieba().lcut(text):
+    for word in load_jieba("Chinese whole-word masking", " (or set objective.chinese_words=chars)").lcut(text):
         out[pos] = True
         pos += len(word)
     out[pos] = True

@@ -19,7 +19,8 @@ import numpy as np
 from lmforge import __version__
 from lmforge import config as config_mod
 from lmforge.artifact import META_FILE
-from lmforge.evaluation import format_table, write_report
+from lmforge.errors import LmforgeError
+from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.models.build import load_tokenizer, quiet_transformers, resolve
 from lmforge.pretraining.config import PretrainConfig
 from lmforge.pretraining.masking import Masker
@@ -165,8 +166,6 @@ def _pretrain(cfg: PretrainConfig, acc: Any, run_dir: Path, resume: bool) -> Pre
     wrapper = PretrainingModel(model, objectives)
     _count_parameters(wrapper)
     metric = "loss" if cfg.train.metric == "auto" else cfg.train.metric
-    from lmforge.evaluation import metric_mode
-
     result = fit(wrapper, source, pretrain_loss, cfg.train, run_dir, evaluate=evaluate, metric=metric, mode=metric_mode(metric),
                  resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
     return _finish(cfg, acc, run_dir, result, tokenizer, objectives, evaluate)
@@ -174,8 +173,6 @@ def _pretrain(cfg: PretrainConfig, acc: Any, run_dir: Path, resume: bool) -> Pre
 
 def _finish(cfg: PretrainConfig, acc: Any, run_dir: Path, result: Any, tokenizer: Any, objectives: Objectives,
             evaluate: Callable[[Any], dict[str, float]] | None) -> PretrainResult:
-    from lmforge.errors import LmforgeError
-
     if result.status == "interrupted":
         log.warning("run interrupted; continue it with: lmforge pretrain <config> --resume")
         return PretrainResult(run_dir, result.status, objectives=objectives.names())
