@@ -87,6 +87,8 @@ def test_assembled_ensemble_predicts_the_mean_of_its_members(two_runs: list[Path
     assert lmforge.load(out).evaluate(data)["num_examples"] == 40
     with pytest.raises(LmforgeError, match="already holds"):
         assemble(two_runs, tmp_path / "ens")
+    with pytest.raises(LmforgeError, match="members must be fine-tuned models"):  # not as first member either
+        assemble([out, two_runs[0]], tmp_path / "nested")
 
 
 def test_soup_artifact_is_a_plain_model(two_runs: list[Path], tmp_path: Path) -> None:

@@ -237,12 +237,9 @@ def augment_split(examples: Examples, targets: np.ndarray, cfg: AugmentConfig, l
         made += [(i, name, text) for i, text in zip(index, outputs, strict=True) if text and text != examples.texts[i]]
     made.sort(key=lambda item: item[0])
     source = [i for i, _, _ in made]
-    extra = examples.subset(source)
-    extra.texts = [text for _, _, text in made]
-    merged = Examples(examples.path, examples.texts + extra.texts,
-                      None if examples.pairs is None else examples.pairs + (extra.pairs or []),
-                      None if examples.labels is None else examples.labels + (extra.labels or []),
-                      examples.lines + extra.lines)
+    # The originals, then each copy with its source's pair text, label and line.
+    merged = examples.subset(list(range(len(examples))) + source)
+    merged.texts = examples.texts + [text for _, _, text in made]
     _log_summary(examples, made, len(plan), cfg.log_samples, rng)
     return merged, np.concatenate([targets, targets[source]]) if source else targets
 

@@ -103,10 +103,9 @@ class MaskFiller:
     def __init__(self, source: str, top_k: int = 8) -> None:
         from transformers import AutoModelForMaskedLM
 
-        from lmforge.models.build import load_tokenizer, quiet_transformers
+        from lmforge.models.build import from_pretrained, load_tokenizer
 
-        with quiet_transformers():
-            model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
+        model, info = from_pretrained(AutoModelForMaskedLM, source, output_loading_info=True)
         if info.get("missing_keys"):
             raise ConfigError(f"data.augment.mlm_model: {source} has no masked-LM head (its weights lack "
                               f"{sorted(info['missing_keys'])[0]}); set data.augment.mlm_model to a masked language model")

@@ -23,7 +23,7 @@ from lmforge.config import EnsembleConfig, FinetuneConfig
 from lmforge.data.pipeline import read_examples
 from lmforge.recipes.finetune import add_file_log, finetune, run_directory
 from lmforge.tasks import get_task
-from lmforge.training.ensembles import EnsemblePredictor, assemble
+from lmforge.training.ensembles import assemble
 
 log = logging.getLogger("lmforge")
 HEADLINE = ("accuracy", "micro_f1", "mse")
@@ -132,11 +132,7 @@ def _held_out_scores(cfg: EnsembleConfig, predictor: Any) -> dict[str, Any]:
     data = cfg.data.model_copy(update={"augment": cfg.data.augment.model_copy(update={"ops": []})})
     splits, labels = labeled_splits(data, get_task(cfg.task))
     examples, targets = splits["validation"]
-    batch = cfg.train.eval_batch_size
-    if isinstance(predictor, EnsemblePredictor):
-        logits = predictor.combine(predictor.member_logits(examples, batch))
-    else:  # a soup is a single model
-        logits = predictor.logits(predictor._split(examples, targets), batch)
+    logits = predictor.scores(examples, targets, cfg.train.eval_batch_size)  # an ensemble, or a soup's single model
     return predictor.task.metrics(logits, targets, predictor.labels)
 
 

@@ -13,6 +13,7 @@ gradients, and restores the embeddings before the optimizer step.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -37,12 +38,16 @@ def word_embeddings(model: nn.Module) -> nn.Embedding:
     return emb
 
 
-def _unit(g: torch.Tensor) -> torch.Tensor | None:
-    """``g / ||g||``, or None when the gradient is zero or not finite."""
-    norm = torch.linalg.vector_norm(g.float())
-    if not torch.isfinite(norm) or norm == 0:
+def _grad_norm(g: torch.Tensor | None) -> float | None:
+    """``||g||``, or None when there is no gradient or it is zero or not finite.
+
+    Callers step by ``g`` with ``alpha=size / norm`` in place: the embedding matrix can be the
+    largest tensor of the model, and this runs every step.
+    """
+    if g is None:
         return None
-    return g / norm
+    norm = float(torch.linalg.vector_norm(g.float()))
+    return norm if math.isfinite(norm) and norm > 0 else None
 
 
 @ADVERSARIAL.register("fgm")
@@ -55,11 +60,11 @@ class FGM(Hook):
     def after_backward(self, ctx: StepContext, model: nn.Module, batch: Batch) -> None:
         """Add the gradient of the loss at the perturbed embeddings, then restore them."""
         weight = word_embeddings(model).weight
-        direction = _unit(weight.grad) if weight.grad is not None else None
-        if direction is None:
+        norm = _grad_norm(weight.grad)
+        if norm is None:
             return
-        original = weight.data.clone()
-        weight.data.add_(self.epsilon * direction)
+        original = weight.data.clone()  # restored bit for bit, not by subtracting the step again
+        weight.data.add_(weight.grad, alpha=self.epsilon / norm)
         try:
             loss, _ = ctx.loss_fn(model, batch)
             ctx.backward(loss)
@@ -67,10 +72,10 @@ class FGM(Hook):
             weight.data.copy_(original)
 
 
-def _project(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``delta`` scaled back into the L2 ball of radius ``epsilon``."""
+def _project_(delta: torch.Tensor, epsilon: float) -> None:
+    """Scale ``delta`` in place back into the L2 ball of radius ``epsilon`` (a factor of exactly 1 inside it)."""
     norm = torch.linalg.vector_norm(delta.float())
-    return delta * (epsilon / norm) if norm > epsilon else delta
+    delta.mul_((epsilon / norm.clamp_min(epsilon)).to(delta.dtype))
 
 
 @ADVERSARIAL.register("pgd")
@@ -86,16 +91,19 @@ class PGD(Hook):
         if weight.grad is None:
             return
         params = [p for p in model.parameters() if p.requires_grad]
-        clean = [None if p.grad is None else p.grad.clone() for p in params]
+        # The clean gradients need no copy: while the parameters' grads are None, backward makes new
+        # tensors and leaves these alone until they are handed back.
+        clean = [p.grad for p in params]
         original = weight.data.clone()
         delta = torch.zeros_like(original)
         try:
             for k in range(self.steps):
-                direction = _unit(weight.grad)
-                if direction is None:
+                norm = _grad_norm(weight.grad)
+                if norm is None:
                     break
-                delta = _project(delta + self.alpha * direction, self.epsilon)
-                weight.data.copy_(original + delta)
+                delta.add_(weight.grad, alpha=self.alpha / norm)
+                _project_(delta, self.epsilon)
+                torch.add(original, delta, out=weight.data)
                 last = k == self.steps - 1
                 # Intermediate steps need the adversarial gradient alone; the last one adds onto the clean one.
                 _set_grads(params, clean if last else [None] * len(params))
@@ -109,8 +117,8 @@ class PGD(Hook):
 
 
 def _set_grads(params: list[nn.Parameter], grads: list[torch.Tensor | None]) -> None:
-    for p, g in zip(params, grads, strict=False):
-        p.grad = None if g is None else g.clone()
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
 
 
 @ADVERSARIAL.register("freelb")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, input_examples, labeled_examples, model_dir, read_meta
+from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, evaluate_file, model_dir, predict_rows, read_meta
 from lmforge.config import DataConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
@@ -154,24 +154,21 @@ class EnsemblePredictor:
 
     def member_logits(self, examples: Examples, batch_size: int = 64) -> list[np.ndarray]:
         """Each member's logits for ``examples`` (each member tokenizes with its own tokenizer)."""
-        return [m.logits(m._split(examples, None), batch_size) for m in self.members]
+        return [m.scores(examples, None, batch_size) for m in self.members]
+
+    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+        """The ensemble's logits for cleaned ``examples``."""
+        return self.combine(self.member_logits(examples, batch_size))
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
                 batch_size: int = 64) -> list[dict[str, Any]]:
         """Predictions for ``texts`` (and ``pairs``), in input order."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not texts:
-            return []
-        examples = input_examples(self.data, texts, pairs)
-        logits = self.combine(self.member_logits(examples, batch_size))
-        return [{"text": t, **r} for t, r in zip(texts, self.task.postprocess(logits, self.labels, top_k), strict=True)]
+        return predict_rows(self, texts, pairs, top_k, batch_size)
 
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
         """Metrics of the ensemble on a labeled file."""
-        examples, targets = labeled_examples(self.data, self.labels, source, text_column, label_column, **data_overrides)
-        return self.task.metrics(self.combine(self.member_logits(examples, batch_size)), targets, self.labels)
+        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
 
 
 @ARTIFACTS.register("ensemble")
@@ -186,7 +183,7 @@ def _load_ensemble(path: Path, meta: dict[str, Any], device: str) -> EnsemblePre
 
 
 def _check_members(metas: list[dict[str, Any]], folders: list[Path]) -> None:
-    for meta, folder in zip(metas[1:], folders[1:], strict=True):
+    for meta, folder in zip(metas, folders, strict=True):  # the first member too: it may itself be an ensemble
         if meta.get("kind", "model") != "model":
             raise LmforgeError(f"{folder} is a {meta['kind']} artifact; ensemble members must be fine-tuned models")
         if meta["labels"] != metas[0]["labels"] or meta["task"] != metas[0]["task"]:
