@@ -90,7 +90,8 @@ def test_other_methods_train_reload_and_generate(method: str, tiny_llama: Path, 
     result = lmforge.finetune(cfg)
     predictor = lmforge.load(result.run_dir)
     assert predictor.evaluate(valid)["loss"] == pytest.approx(result.metrics["validation"]["loss"], abs=1e-5)
-    assert len(predictor.predict(PROMPTS)) == 2
+    answers = predictor.predict(PROMPTS)
+    assert [a["text"] for a in answers] == PROMPTS and all(isinstance(a["response"], str) for a in answers)
 
 
 def test_label_generation_scores_every_label(tiny_llama: Path, tmp_path: Path) -> None:
@@ -101,6 +102,9 @@ def test_label_generation_scores_every_label(tiny_llama: Path, tmp_path: Path) -
     assert 0.0 <= result.metrics["validation"]["accuracy"] <= 1.0
     rows = lmforge.load(result.run_dir).predict(["the film was good"], top_k=2)
     assert rows[0]["label"] in ("negative", "positive")
+    assert set(rows[0]["probabilities"]) == {"negative", "positive"}
+    assert sorted(t["label"] for t in rows[0]["top_k"]) == ["negative", "positive"]
+    assert rows[0]["label"] == rows[0]["top_k"][0]["label"]
     assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     run_meta = json.loads((result.run_dir / "model" / "lmforge.json").read_text())
     assert run_meta["task"]["name"] == "label_generation" and run_meta["labels"]["names"] == ["negative", "positive"]

@@ -49,11 +49,12 @@ def write_meta(out: Path, kind: str, base_model: str, labels: LabelSpace, data: 
 
 
 def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig, labels: LabelSpace,
-               data: DataConfig, base_model: str, tuning: TuningConfig | None = None) -> Path:
+               data: DataConfig, base_model: str, tuning: TuningConfig | None = None, **fields: Any) -> Path:
     """Save ``model`` and ``tokenizer`` in Hugging Face format with lmforge's metadata beside them.
 
     With a parameter-efficient ``tuning`` method only what was trained is saved (kind
     ``adapter``); ``base_model`` points at the rest, and the tokenizer is the base model's.
+    ``fields`` are extra ``lmforge.json`` entries.
     """
     from lmforge.tuning import is_full, save_tuned
 
@@ -65,7 +66,7 @@ def save_model(out: Path, model: nn.Module, tokenizer: Any, task_cfg: TaskConfig
         save_tuned(model, out, tuning)
     extra = {} if is_full(tuning) else {"tuning": tuning.model_dump(mode="json")}
     return write_meta(out, "model" if is_full(tuning) else "adapter", base_model, labels, data,
-                      task=task_cfg.model_dump(mode="json"), **extra)
+                      task=task_cfg.model_dump(mode="json"), **extra, **fields)
 
 
 def input_examples(data: DataConfig, texts: list[str], pairs: list[str] | None = None) -> Examples:

@@ -7,10 +7,9 @@ model's speed (no adapter layers left).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from lmforge.artifact import META_FILE, load, model_dir, read_meta, save_model
+from lmforge.artifact import load, model_dir, read_meta, save_model
 from lmforge.config import TaskConfig
 from lmforge.errors import LmforgeError
 
@@ -33,9 +32,5 @@ def merge(run: str | Path, out: str | Path, overwrite: bool = False) -> Path:
         raise LmforgeError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     predictor = load(path, device="cpu")
     merged = merge_tuned(predictor.model, parse_options(meta["tuning"]))
-    save_model(out, merged, predictor.tokenizer, TaskConfig(**meta["task"]), predictor.labels, predictor.data,
-               meta["base_model"])
-    saved = read_meta(out)
-    saved["merged_from"] = {"run": str(path.resolve()), "tuning": meta["tuning"]}
-    (out / META_FILE).write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
-    return out
+    return save_model(out, merged, predictor.tokenizer, TaskConfig(**meta["task"]), predictor.labels, predictor.data,
+                      meta["base_model"], merged_from={"run": str(path.resolve()), "tuning": meta["tuning"]})

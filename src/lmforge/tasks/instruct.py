@@ -146,9 +146,9 @@ class LabelGenerationTask(_ChatTask):
         """Prompt listing the labels, followed by the gold label name when known."""
         default = PAIR_LABEL_PROMPT if examples.pairs is not None else LABEL_PROMPT
         prompts = self.prompts(examples, self.cfg.prompt or default, labels.names, tokenizer)
-        gold = self.answers([labels.names[int(t)] for t in targets], tokenizer) if targets is not None else None
-        return chat.chat_split(name, examples, targets, tokenizer, prompts, gold, data.max_length,
-                               candidates=self.answers(labels.names, tokenizer))
+        candidates = self.answers(labels.names, tokenizer)  # rendered once per label, not once per example
+        gold = [candidates[int(t)] for t in targets] if targets is not None else None
+        return chat.chat_split(name, examples, targets, tokenizer, prompts, gold, data.max_length, candidates=candidates)
 
     def infer(self, model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
         """(N, C): log-probability of each label's answer after the prompt."""

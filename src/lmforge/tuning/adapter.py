@@ -2,7 +2,7 @@
 
 Houlsby placement (Houlsby et al. 2019) adds one after the attention output and one after
 the feed-forward output of every layer; Pfeiffer placement (Pfeiffer et al. 2021) only the
-feed-forward one, about as accurate for half the parameters and time. Each adapter starts as
+feed-forward one, about as accurate for half the adapter parameters. Each adapter starts as
 the identity (zero up-projection), so training begins from the pretrained model's behaviour.
 """
 

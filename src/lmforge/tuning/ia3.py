@@ -1,6 +1,7 @@
 """IA3 (Liu et al. 2022): learned vectors that rescale keys, values and feed-forward activations, through peft.
 
-The fewest trained parameters of all methods; the vectors merge into the base weights.
+Far fewer trained parameters than LoRA (one vector per adapted layer); the vectors merge
+into the base weights.
 """
 
 from __future__ import annotations
