@@ -94,47 +94,6 @@ def model_dir(run: str | Path) -> Path:
     raise LmforgeError(f"{path} is not an lmforge run or model folder (no {META_FILE} in it or in {path / 'model'})")
 
 
-@dataclass
-class Predictor:
-    """A trained model ready to predict and evaluate; made by :func:`load`."""
-
-    path: Path
-    model: nn.Module
-    tokenizer: Any
-    task: Task
-    labels: LabelSpace
-    data: DataConfig
-
-    def _split(self, examples: Examples, targets: np.ndarray | None) -> Split:
-        return make_split(self.task, "predict", examples, targets, self.tokenizer, self.data, self.labels, None)
-
-    def logits(self, split: Split, batch_size: int = 64) -> np.ndarray:
-        """Raw model outputs for every example of ``split``, in order."""
-        self.model.eval()
-        return task_logits(self.task, self.model, split, batch_size)
-
-    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
-        """Logits for ``examples`` (cleaned inputs), in order."""
-        return self.logits(self._split(examples, targets), batch_size)
-
-    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
-        """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside."""
-        generate = getattr(self.task, "generate", None)
-        if generate is None:
-            return predict_rows(self, texts, pairs, top_k, batch_size)
-        texts = [texts] if isinstance(texts, str) else texts
-        if not texts:
-            return []
-        self.model.eval()
-        split = self._split(input_examples(self.data, texts, pairs), None)
-        return [{"text": t, **r} for t, r in zip(texts, generate(self.model, self.tokenizer, split, batch_size), strict=True)]
-
-    def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
-                 batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
-        """Metrics on a labeled file, whose label values are matched to the saved label names."""
-        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
-
-
 class Scorer(Protocol):
     """An artifact that scores cleaned examples; :func:`predict_rows` and :func:`evaluate_file` do the rest."""
 
@@ -160,6 +119,56 @@ def evaluate_file(scorer: Scorer, source: str | Path, text_column: str | None, l
     """``evaluate`` of any artifact kind: a labeled file read with the saved settings, scored, measured."""
     examples, targets = labeled_examples(scorer.data, scorer.labels, source, text_column, label_column, **data_overrides)
     return scorer.task.metrics(scorer.scores(examples, targets, batch_size), targets, scorer.labels)
+
+
+class Scored:
+    """``predict`` and ``evaluate`` for an artifact kind that has ``task``, ``labels``, ``data`` and ``scores``."""
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
+                batch_size: int = 64) -> list[dict[str, Any]]:
+        """Predictions for ``texts`` (and ``pairs``), in input order."""
+        return predict_rows(self, texts, pairs, top_k, batch_size)
+
+    def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
+                 batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
+        """Metrics on a labeled file, whose label values are matched to the saved label names."""
+        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
+
+
+@dataclass
+class Predictor(Scored):
+    """A trained model ready to predict and evaluate; made by :func:`load`."""
+
+    path: Path
+    model: nn.Module
+    tokenizer: Any
+    task: Task
+    labels: LabelSpace
+    data: DataConfig
+
+    def _split(self, examples: Examples, targets: np.ndarray | None) -> Split:
+        return make_split(self.task, "predict", examples, targets, self.tokenizer, self.data, self.labels, None)
+
+    def logits(self, split: Split, batch_size: int = 64) -> np.ndarray:
+        """Raw model outputs for every example of ``split``, in order."""
+        self.model.eval()
+        return task_logits(self.task, self.model, split, batch_size)
+
+    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+        """Logits for ``examples`` (cleaned inputs), in order."""
+        return self.logits(self._split(examples, targets), batch_size)
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
+        """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside."""
+        generate = getattr(self.task, "generate", None)
+        if generate is None:
+            return super().predict(texts, pairs, top_k, batch_size)
+        texts = [texts] if isinstance(texts, str) else texts
+        if not texts:
+            return []
+        self.model.eval()
+        split = self._split(input_examples(self.data, texts, pairs), None)
+        return [{"text": t, **r} for t, r in zip(texts, generate(self.model, self.tokenizer, split, batch_size), strict=True)]
 
 
 class Loadable(Protocol):

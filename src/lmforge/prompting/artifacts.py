@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.artifact import evaluate_file, predict_rows, write_meta
+from lmforge.artifact import Scored, write_meta
 from lmforge.config import DataConfig, TaskConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
@@ -49,7 +49,7 @@ def save_artifact(out: Path, clf: Any, method: str, labels: LabelSpace, data: Da
 
 
 @dataclass
-class PromptPredictor:
+class PromptPredictor(Scored):
     """A prompting classifier with predict and evaluate, like :class:`lmforge.artifact.Predictor`."""
 
     path: Path
@@ -63,16 +63,6 @@ class PromptPredictor:
     def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
         """Label log-scores (N, C) of cleaned examples."""
         return self.classifier.label_scores(examples.texts, examples.pairs)
-
-    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
-                batch_size: int = 64) -> list[dict[str, Any]]:
-        """Predictions for ``texts`` (and ``pairs``), in input order."""
-        return predict_rows(self, texts, pairs, top_k, batch_size)
-
-    def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
-                 batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
-        """Metrics on a labeled file, whose label values are matched to the saved label names."""
-        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
 
 
 def verbalizer_of(meta: dict[str, Any]) -> Verbalizer:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, evaluate_file, model_dir, predict_rows, read_meta
+from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, Scored, model_dir, read_meta
 from lmforge.config import DataConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
@@ -115,7 +115,7 @@ def load_state(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @dataclass
-class EnsemblePredictor:
+class EnsemblePredictor(Scored):
     """Several fine-tuned models answering as one; made by :func:`lmforge.load` for ``"kind": "ensemble"``.
 
     Attributes:
@@ -159,16 +159,6 @@ class EnsemblePredictor:
     def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
         """The ensemble's logits for cleaned ``examples``."""
         return self.combine(self.member_logits(examples, batch_size))
-
-    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 1,
-                batch_size: int = 64) -> list[dict[str, Any]]:
-        """Predictions for ``texts`` (and ``pairs``), in input order."""
-        return predict_rows(self, texts, pairs, top_k, batch_size)
-
-    def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
-                 batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
-        """Metrics of the ensemble on a labeled file."""
-        return evaluate_file(self, source, text_column, label_column, batch_size, **data_overrides)
 
 
 @ARTIFACTS.register("ensemble")
