@@ -1,4 +1,4 @@
-"""FGM, PGD and FreeLB perturb only the embeddings, restore them, and add adversarial gradients."""
+"""FGM, PGD and FreeLB perturb only the embeddings and restore them; the text adversary trains on the worst typo copy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lmforge.config import AdversarialConfig
-from lmforge.training.adversarial import FGM, PGD, FreeLB, word_embeddings
+from lmforge.errors import LmforgeError
+from lmforge.training.adversarial import FGM, PGD, FreeLB, TextAdversary, per_example_loss, word_embeddings
 from lmforge.training.hooks import StepContext
 
 
@@ -112,3 +113,93 @@ def test_freelb_perturbs_input_embeddings_within_epsilon(tiny_classifier: torch.
         norms = torch.linalg.vector_norm(delta.flatten(1), dim=1)
         assert bool((norms <= 0.4 + 1e-5).all())
         assert float(delta[1, 4:].abs().max()) == 0.0  # padding is never perturbed
+
+
+@pytest.fixture
+def tiny_tokenizer(tiny_bert: Path) -> object:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_bert)
+
+
+def text_batch(tokenizer: object, pairs: bool = False) -> dict[str, torch.Tensor]:
+    first = ["the movie was great", "a very boring story"]
+    enc = tokenizer(first, ["nice actor", "sad plot"] if pairs else None, padding=True, return_tensors="pt")
+    return {**enc, "labels": torch.tensor([1, 0])}
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_text_adversary_decodes_segments_and_encodes_them_back(tiny_tokenizer: object, pairs: bool) -> None:
+    hook = TextAdversary(AdversarialConfig(method="text"), tiny_tokenizer)
+    b = text_batch(tiny_tokenizer, pairs)
+    texts = hook.texts(b)
+    assert texts[0] == (["the movie was great", "nice actor"] if pairs else ["the movie was great"])
+    again = hook.encode(texts, b)
+    assert set(again) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert torch.equal(again["input_ids"], b["input_ids"]) and torch.equal(again["token_type_ids"], b["token_type_ids"])
+
+
+def test_text_adversary_trains_on_the_worst_copy(tiny_classifier: torch.nn.Module, tiny_tokenizer: object) -> None:
+    model, spy = tiny_classifier, []
+    hook = TextAdversary(AdversarialConfig(method="text", candidates=6, rate=0.5), tiny_tokenizer, seed=3)
+    b = text_batch(tiny_tokenizer)
+    before = snapshot(model)
+    loss_fn(model, b)[0].backward()
+    clean = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    def spying_loss(m: torch.nn.Module, bb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
+        spy.append(bb)
+        return loss_fn(m, bb)
+
+    hook.after_backward(StepContext(spying_loss, lambda x: x.backward(), 0, 1), model, b)
+    assert len(spy) == 1 and hook.calls == 1
+    hard = spy[0]
+    assert torch.equal(hard["labels"], b["labels"])
+    assert not torch.equal(hard["input_ids"], b["input_ids"][:, :hard["input_ids"].shape[1]])  # typos changed tokens
+    # Recompute every candidate's loss: the one trained on is each example's highest.
+    rng_hook = TextAdversary(AdversarialConfig(method="text", candidates=6, rate=0.5), tiny_tokenizer, seed=3)
+    import random
+
+    rng = random.Random("3:0:0")
+    copies = [[rng_hook.perturb(t, rng, 0.5) for t in segs] for segs in rng_hook.texts(b) for _ in range(6)]
+    enc = rng_hook.encode(copies, b)
+    with torch.no_grad():
+        losses = per_example_loss(model(**enc).logits, b["labels"].repeat_interleave(6)).view(2, 6)
+    for i in range(2):
+        worst = int(losses[i].argmax()) + 6 * i
+        row = enc["input_ids"][worst][enc["attention_mask"][worst].bool()]
+        assert torch.equal(hard["input_ids"][i][hard["attention_mask"][i].bool()], row)
+    assert all(torch.equal(snapshot(model)[n], before[n]) for n in before)  # weights untouched
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert any(not torch.allclose(grads[n], clean[n]) for n in clean)  # the adversarial loss was added
+    assert model.training is False  # the fixture's eval mode is left as it was
+
+
+def test_text_adversary_needs_a_tokenizer() -> None:
+    with pytest.raises(LmforgeError, match="tokenizer"):
+        TextAdversary(AdversarialConfig(method="text"))
+
+
+def test_per_example_loss_shapes() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    ce = per_example_loss(logits, torch.tensor([0, 0]))
+    torch.testing.assert_close(ce, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0]), reduction="none"))
+    assert per_example_loss(logits, torch.tensor([[1.0, 0.0], [1.0, 1.0]])).shape == (2,)
+    torch.testing.assert_close(per_example_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 2.0])), torch.tensor([1.0, 1.0]))
+
+
+
+def test_finetune_with_text_adversary_resumes_identically(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
+    import lmforge
+    from conftest import tiny_config
+    from test_training import _evals, _kill, loss_calls
+
+    train = {"epochs": 2, "save_every": 5, "eval_every": 4, "keep_checkpoints": 5,
+             "adversarial": {"method": "text", "candidates": 3}}
+    full = lmforge.finetune(tiny_config(tiny_bert, toy_csv, tmp_path / "full", train=train))
+    cfg = tiny_config(tiny_bert, toy_csv, tmp_path / "part", train=train)
+    with loss_calls(2 * 7 + 1, _kill), pytest.raises(RuntimeError, match="killed"):  # clean + adversarial loss per step
+        lmforge.finetune(cfg)
+    resumed = lmforge.finetune(cfg, resume=True)
+    assert resumed.metrics["validation"] == full.metrics["validation"]
+    assert _evals(tmp_path / "part") == _evals(full.run_dir)

@@ -111,12 +111,16 @@ class TaskConfig(Section):
 
 
 class AdversarialConfig(Section):
-    method: Literal["none", "fgm", "pgd", "freelb"] = Field("none",
-        description="Adversarial training on the embeddings: none, fgm, pgd or freelb.")
+    method: Literal["none", "fgm", "pgd", "freelb", "text"] = Field("none",
+        description="Adversarial training: on the embeddings (fgm, pgd, freelb) or on the text (text: worst of N "
+                    "perturbed copies), or none.")
     epsilon: float = Field(1.0, gt=0.0,
         description="Largest perturbation norm (the whole embedding matrix for fgm/pgd, each example for freelb).")
     alpha: float = Field(0.3, gt=0.0, description="Ascent step size of pgd and freelb.")
     steps: int = Field(3, ge=1, le=20, description="Ascent steps K of pgd and freelb.")
+    perturbation: str = Field("typos", description="text: the perturbation the adversary draws from (typos, case, swap).")
+    candidates: int = Field(4, ge=1, le=64, description="text: perturbed copies per example; the one of highest loss is trained on.")
+    rate: float = Field(0.2, gt=0.0, le=1.0, description="text: share of words (characters for Chinese) perturbed in a copy.")
 
 
 class TrainConfig(Section):

@@ -193,7 +193,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, set_se
     if cfg.model.init_seed is not None:
         set_seed(cfg.train.seed)  # soup members share the head's init, not their dropout masks
     result = fit(model, batches, build_loss(task.loss, cfg.train), cfg.train, run_dir, evaluate=evaluate,
-                 metric=metric if evaluate else "loss", mode=metric_mode(metric), hooks=build_hooks(cfg.train) + hooks,
+                 metric=metric if evaluate else "loss", mode=metric_mode(metric), hooks=build_hooks(cfg.train, tokenizer) + hooks,
                  resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
     if result.status == "interrupted":
         log.warning("run interrupted; continue it with: lmforge finetune <config> --resume")

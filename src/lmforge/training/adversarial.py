@@ -1,22 +1,30 @@
-"""Adversarial training on the embeddings: FGM, PGD and FreeLB, as training-loop hooks.
+"""Adversarial training as training-loop hooks: FGM, PGD and FreeLB on the embeddings, worst-of-N on the text.
 
-Each runs after the clean backward pass: it perturbs the embeddings in the direction that
-raises the loss, backpropagates the loss under that perturbation on top of the clean
-gradients, and restores the embeddings before the optimizer step.
+Each runs after the clean backward pass: it finds an input near the batch that raises the
+loss and backpropagates the loss there on top of the clean gradients.
 
 * FGM (Miyato et al., 2017): one step ``r = eps * g / ||g||`` on the word-embedding matrix.
 * PGD (Madry et al., 2018): K steps of size alpha, projected back into the eps-ball; the
   gradient of the last step is added to the clean one.
 * FreeLB (Zhu et al., 2020): K ascent steps on a per-example perturbation of the input
   embeddings (``inputs_embeds``), whose gradients are averaged onto the clean one.
+* text: the batch is decoded, each example gets N perturbed copies (typos by default, any of
+  :data:`lmforge.evaluation.perturb.PERTURBATIONS`), the copy the current model finds hardest
+  is kept (worst-of-N, a black-box attack in the discrete input space as in Pruthi et al.,
+  2019), and its loss is trained on. Embedding-space methods leave the model as brittle to
+  misspelled words as before: a typo changes the tokens, not a small step around them.
+
+The embedding methods restore the embeddings before the optimizer step.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lmforge.config import AdversarialConfig, TrainConfig
@@ -163,7 +171,98 @@ class FreeLB(Hook):
         return self._per_example(delta + step, self.epsilon, only_if_larger=True)
 
 
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) losses of classification (class ids), multi-label (B, C) or regression targets."""
+    if labels.dtype == torch.long and labels.dim() == 1:
+        return F.cross_entropy(logits.float(), labels, reduction="none")
+    if labels.shape == logits.shape:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(-1)
+    return (logits.float().reshape(labels.shape) - labels.float()) ** 2
+
+
+@ADVERSARIAL.register("text")
+class TextAdversary(Hook):
+    """Worst-of-N perturbed copies of each example (typos by default), trained on beside the clean batch.
+
+    Args:
+        cfg: ``perturbation``, ``candidates`` (N) and ``rate``.
+        tokenizer: The model's tokenizer: batches are decoded to text, perturbed and encoded again.
+        seed: Seeds the perturbations (with the step), so a resumed run draws the same copies.
+    """
+
+    def __init__(self, cfg: AdversarialConfig, tokenizer: Any = None, seed: int = 0) -> None:
+        from lmforge.evaluation.perturb import PERTURBATIONS
+
+        if tokenizer is None:
+            raise LmforgeError("train.adversarial.method=text needs the model's tokenizer; it runs in lmforge finetune")
+        self.perturb = PERTURBATIONS.get(cfg.perturbation)
+        self.tokenizer, self.candidates, self.rate, self.seed = tokenizer, cfg.candidates, cfg.rate, seed
+        self.special = set(tokenizer.all_special_ids)
+        self.calls = 0
+
+    def texts(self, batch: Batch) -> list[list[str]]:
+        """Each example's text segments (one, or two for pairs), decoded from its token ids."""
+        ids, mask = batch["input_ids"], batch.get("attention_mask", torch.ones_like(batch["input_ids"]))
+        sep = self.tokenizer.sep_token_id
+        out = []
+        for row, keep in zip(ids.tolist(), mask.bool().tolist(), strict=True):
+            segments: list[list[int]] = [[]]
+            for token, real in zip(row, keep, strict=True):
+                if real and token == sep:
+                    segments.append([])
+                elif real and token not in self.special:
+                    segments[-1].append(token)
+            decoded = [self.tokenizer.decode(s, clean_up_tokenization_spaces=True) for s in segments if s]
+            out.append((decoded or [""])[:1] + ([" ".join(decoded[1:])] if len(decoded) > 1 else []))
+        return out
+
+    def encode(self, segments: list[list[str]], like: Batch) -> Batch:
+        """Token ids of ``segments`` with the keys, padding and length limit of the batch ``like``."""
+        pairs = [s[1] if len(s) > 1 else None for s in segments]
+        enc = self.tokenizer([s[0] for s in segments], pairs if any(p is not None for p in pairs) else None,
+                             truncation=True, max_length=like["input_ids"].shape[1], padding=True, return_tensors="pt")
+        return {k: enc[k].to(like["input_ids"].device) for k in ("input_ids", "attention_mask", "token_type_ids")
+                if k in like and k in enc}
+
+    def after_backward(self, ctx: StepContext, model: nn.Module, batch: Batch) -> None:
+        """Score N perturbed copies per example without gradients, then train on each example's worst."""
+        if "input_ids" not in batch or "labels" not in batch:
+            return
+        rng = random.Random(f"{self.seed}:{ctx.step}:{self.calls}")
+        self.calls += 1
+        n = self.candidates
+        copies = [[self.perturb(t, rng, self.rate) for t in segs] for segs in self.texts(batch) for _ in range(n)]
+        candidates = self.encode(copies, batch)
+        labels = batch["labels"]
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits = model(**candidates).logits
+        model.train(was_training)
+        losses = per_example_loss(logits, labels.repeat_interleave(n, 0)).view(-1, n)  # (B, N)
+        worst = torch.arange(len(losses), device=losses.device) * n + losses.argmax(1)
+        hard = {k: v[worst] for k, v in candidates.items()}
+        if "attention_mask" in hard:  # drop the padding only longer copies needed
+            length = int(hard["attention_mask"].sum(1).max())
+            cut = slice(-length, None) if self.tokenizer.padding_side == "left" else slice(None, length)
+            hard = {k: v[:, cut] for k, v in hard.items()}
+        loss, _ = ctx.loss_fn(model, {**hard, "labels": labels})
+        ctx.backward(loss)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The count of batches seen (it seeds the next perturbations)."""
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.calls = int(state.get("calls", 0))
+
+
 @HOOKS.register("adversarial")
-def _adversarial(cfg: TrainConfig) -> Any:
+def _adversarial(cfg: TrainConfig, tokenizer: Any) -> Any:
     method = cfg.adversarial.method
-    return None if method == "none" else ADVERSARIAL.get(method)(cfg.adversarial)
+    if method == "none":
+        return None
+    if method == "text":
+        return TextAdversary(cfg.adversarial, tokenizer, cfg.seed)
+    return ADVERSARIAL.get(method)(cfg.adversarial)

@@ -165,10 +165,10 @@ class EMA(Hook):
 
 
 @HOOKS.register("rdrop")
-def _rdrop(cfg: TrainConfig) -> Hook | None:
+def _rdrop(cfg: TrainConfig, tokenizer: Any) -> Hook | None:
     return RDrop(cfg.rdrop_alpha) if cfg.rdrop_alpha > 0 else None
 
 
 @HOOKS.register("ema")
-def _ema(cfg: TrainConfig) -> Hook | None:
+def _ema(cfg: TrainConfig, tokenizer: Any) -> Hook | None:
     return EMA(cfg.ema_decay) if cfg.ema_decay else None
