@@ -59,7 +59,7 @@ def adapt(work: Path, corpus: Path, quick: bool) -> tuple[Path, float]:
         "model": {"name": "minilm-l6"},
         "objective": {"mlm": True, "whole_word_masking": True},
         "train": {"epochs": 1 if quick else 8, "max_steps": 10 if quick else None, "batch_size": 32, "lr": 1e-4,
-                  "warmup_ratio": 0.06, "log_every": 10, "seed": 0},
+                  "head_lr": 2e-3, "warmup_ratio": 0.06, "log_every": 10, "seed": 0},
         "output": {"dir": str(work / "dapt"), "overwrite": True, "tensorboard": False},
     }
     with timer() as t:

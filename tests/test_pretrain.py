@@ -78,17 +78,35 @@ def test_pretrained_run_fine_tunes_without_conversion(tiny_bert: Path, corpus: P
     assert saved["base_model"] == str(run)
 
 
-def test_new_model_from_preset_and_trained_tokenizer(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("arch", "saved_as"), [("bert", "BertForPreTraining"), ("roformer", "RoFormerForMaskedLM")])
+def test_new_model_from_preset_and_trained_tokenizer(corpus: Path, tmp_path: Path, arch: str, saved_as: str) -> None:
     from transformers import AutoTokenizer
 
     from lmforge.data.tokenizer_training import train_tokenizer
 
     train_tokenizer([str(corpus)], tmp_path / "tok", "wordpiece", vocab_size=120, min_frequency=1)
-    model = {"arch": "bert", "size": "tiny", "tokenizer": str(tmp_path / "tok"), "overrides": {"num_hidden_layers": 1}}
-    result = pretrain(pretrain_config(model, corpus, tmp_path / "run", train={"max_steps": 10}))
+    model = {"arch": arch, "size": "tiny", "tokenizer": str(tmp_path / "tok"), "overrides": {"num_hidden_layers": 1}}
+    result = pretrain(pretrain_config(model, corpus, tmp_path / "run", train={"max_steps": 30}))
     saved = json.loads((result.run_dir / "model" / "config.json").read_text())
-    assert saved["architectures"] == ["BertForPreTraining"] and saved["num_hidden_layers"] == 1
+    assert saved["architectures"] == [saved_as] and saved["num_hidden_layers"] == 1
     assert saved["vocab_size"] == len(AutoTokenizer.from_pretrained(tmp_path / "tok"))
+    losses = train_losses(result.run_dir)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+
+
+def test_new_roformer_fine_tunes_and_refuses_nsp(corpus: Path, tmp_path: Path) -> None:
+    from lmforge.data.tokenizer_training import train_tokenizer
+    from lmforge.errors import LmforgeError
+
+    train_tokenizer([str(corpus)], tmp_path / "tok", "wordpiece", vocab_size=120, min_frequency=1)
+    model = {"arch": "roformer", "size": "tiny", "tokenizer": str(tmp_path / "tok")}
+    run = pretrain(pretrain_config(model, corpus, tmp_path / "pre", train={"max_steps": 10})).run_dir
+    data = write_csv(tmp_path / "toy.csv", toy_rows(240))
+    result = lmforge.finetune(tiny_config(run, data, tmp_path / "ft", train={"epochs": 2}))
+    assert json.loads((result.run_dir / "model" / "config.json").read_text())["architectures"] == [
+        "RoFormerForSequenceClassification"]
+    with pytest.raises(LmforgeError, match="no next-sentence head"):
+        pretrain(pretrain_config(model, corpus, tmp_path / "nsp", objective={"nsp": True}))
 
 
 def test_checkpoint_without_mlm_head_gets_a_tied_one(tiny_bert: Path, corpus: Path, tmp_path: Path,
@@ -122,7 +140,7 @@ def test_presets_and_overrides(tiny_llama: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     expected = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "base": (12, 768)}
     for size, (layers, hidden) in expected.items():
-        for arch in ("bert", "gpt2", "llama"):
+        for arch in ("bert", "roformer", "gpt2", "llama"):
             cfg = preset_config(arch, size, tok, 128)
             assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) == (layers, hidden, len(tok))
     assert preset_config("llama", "tiny", tok, 128, {"num_key_value_heads": 1}).num_key_value_heads == 1

@@ -56,7 +56,7 @@ class CorpusConfig(Section):
 
 class PretrainModelConfig(Section):
     name: str | None = Field(None, description="Continue pretraining this checkpoint: zoo name, folder or lmforge run.")
-    arch: Literal["bert", "gpt2", "llama"] | None = Field(
+    arch: Literal["bert", "roformer", "gpt2", "llama"] | None = Field(
         None,
         description="Build a new model of this architecture (needs model.tokenizer).",
     )
@@ -110,13 +110,20 @@ class ObjectiveConfig(Section):
         return self
 
 
+class PretrainTrainConfig(TrainConfig):
+    head_lr: float | None = Field(
+        None, gt=0, le=1.0,
+        description="Learning rate of the MLM/NSP heads; train.lr when null (a head created on a pretrained encoder may want more).",
+    )
+
+
 class PretrainConfig(Section):
     """Everything ``lmforge pretrain`` needs."""
 
     data: CorpusConfig = Field(default_factory=CorpusConfig)
     model: PretrainModelConfig = Field(default_factory=lambda: PretrainModelConfig(name="minilm-l6"))
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: PretrainTrainConfig = Field(default_factory=PretrainTrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")

@@ -50,13 +50,16 @@ def _dropout(config: Any, cfg: PretrainModelConfig) -> None:
 def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any,
               max_length: int) -> tuple[nn.Module, Objectives]:
     """A randomly initialized model of ``cfg.arch`` and ``cfg.size`` for ``tokenizer``."""
-    from transformers import AutoModelForCausalLM, AutoModelForPreTraining
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
+    from transformers.models.auto.modeling_auto import MODEL_FOR_PRETRAINING_MAPPING_NAMES
 
     config = preset_config(cfg.arch or "", cfg.size, tokenizer, max_length, cfg.overrides)
     _dropout(config, cfg)
     decoder = is_decoder(config)
     objectives = resolve_objectives(objective, decoder, f"a new {cfg.arch} model")
-    model = (AutoModelForCausalLM if decoder else AutoModelForPreTraining).from_config(config)
+    # Encoders without a pretraining class (RoFormer) get the masked-LM one: no NSP head to train.
+    encoder = AutoModelForPreTraining if config.model_type in MODEL_FOR_PRETRAINING_MAPPING_NAMES else AutoModelForMaskedLM
+    model = (AutoModelForCausalLM if decoder else encoder).from_config(config)
     log.info("new %s model (%s preset): %d layers, hidden size %d", cfg.arch, cfg.size,
              getattr(config, "num_hidden_layers", 0), getattr(config, "hidden_size", 0))
     return model, objectives
