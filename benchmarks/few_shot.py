@@ -109,6 +109,17 @@ def tfidf_cells(pool: Any, evaluation: Any, ks: list[int], seeds: list[int],
     return cells, whole["accuracy"]
 
 
+def narrowed(tree: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``tree`` restricted to the methods, k and seeds given on the command line (for partial runs)."""
+    if args.methods:
+        tree["methods"] = [m for m in tree["methods"] if m in args.methods.split(",")]
+    if args.k:
+        tree["shots"]["k"] = [k for k in tree["shots"]["k"] if str(k) in args.k.split(",")] or tree["shots"]["k"]
+    if args.seeds:
+        tree["shots"]["seeds"] = list(range(args.seeds))
+    return tree
+
+
 def run_dataset(name: str, tree: dict[str, Any]) -> dict[str, Any]:
     cfg = config_mod.load(PromptConfig, tree)
     run_dir = Path(cfg.output.dir)
@@ -133,7 +144,7 @@ def best_of(cells: list[protocol.Cell], k: int, exclude: tuple[str, ...] = ("tfi
 
 
 def summary(results: dict[str, dict[str, Any]], quick: bool, threads: int) -> dict[str, Any]:
-    sst2, bank = results["sst2"]["cells"], results["banking77"]["cells"]
+    sst2, bank = (results[name]["cells"] if name in results else [] for name in ("sst2", "banking77"))
 
     def mean(cells: list[protocol.Cell], k: int) -> float | None:
         found = best_of(cells, k)
@@ -170,6 +181,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy shared CPU)")
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder (default: ../shared/data)")
+    parser.add_argument("--datasets", default="sst2,banking77", help="comma-separated: sst2, banking77")
+    parser.add_argument("--methods", help="comma-separated subset of the methods (a partial run)")
+    parser.add_argument("--k", help="comma-separated subset of the k values (a partial run)")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default 5, 1 with --quick)")
     args = parser.parse_args()
     import torch
 
@@ -180,9 +195,10 @@ def main() -> int:
     if not (args.data / "sst2" / "dev.tsv").is_file():
         print(f"{args.data} is not available; this benchmark needs the shared data folder (--data DIR)", file=sys.stderr)
         return 2
+    configs = {"sst2": ("SST-2", sst2_config), "banking77": ("BANKING77", banking_config)}
     with tempfile.TemporaryDirectory(prefix="few-shot-") as tmp:
-        results = {"sst2": run_dataset("SST-2", sst2_config(args.data, args.quick, Path(tmp))),
-                   "banking77": run_dataset("BANKING77", banking_config(args.data, args.quick, Path(tmp)))}
+        results = {key: run_dataset(title, narrowed(make(args.data, args.quick, Path(tmp)), args))
+                   for key, (title, make) in configs.items() if key in args.datasets.split(",")}
     out = summary(results, args.quick, args.threads)
     line = json.dumps(out, ensure_ascii=False)
     if args.out:
