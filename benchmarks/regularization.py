@@ -12,6 +12,7 @@ ensembled too. A TF-IDF + logistic-regression baseline trained on the same sampl
 
 Each finished run is cached under .bench/regularization/, so an interrupted benchmark resumes.
 Usage: python benchmarks/regularization.py [--quick] [--seeds N] [--only a,b]. Ends with one JSON line.
+A partial run (--only a,b) writes benchmarks/results/regularization_a_b.json, not over the full run.
 """
 
 from __future__ import annotations
@@ -280,7 +281,9 @@ def main() -> None:
     extras["ensemble_best"] = logit_ensemble(best["technique"], results[best["technique"]], scorer)
     extras["ensemble_techniques"] = technique_ensemble(table, results, scorer)
     extras["ensemble_kfold"] = kfold_ensemble(scorer, quick, n_train, table[0]["clean_mean"])
-    report(table, extras, scorer, n_train, final=True)
+    # A partial run (--only) writes beside the full run's results instead of over them.
+    report(table, extras, scorer, n_train, final=True,
+           out_name=f"regularization_{'_'.join(names)}.json" if args.only else "regularization.json")
 
 
 def run_combinations(table: list[dict[str, Any]], scorer: Scorer, seeds: list[int], quick: dict[str, Any],
@@ -302,7 +305,8 @@ def run_combinations(table: list[dict[str, Any]], scorer: Scorer, seeds: list[in
     return rows
 
 
-def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, n_train: int, final: bool) -> None:
+def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, n_train: int, final: bool,
+           out_name: str = "regularization.json") -> None:
     """Print the table so far; at the end, the JSON line (saved for full runs)."""
     base, ensemble = table[0], extras["ensemble"]
     best = max(table[1:], key=lambda r: r["clean_mean"]) if len(table) > 1 else base
@@ -343,7 +347,7 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
     if base["seeds"] >= 5 and n_train == 1000:
         results_dir = ROOT / "benchmarks" / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / "regularization.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        (results_dir / out_name).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out))
 
 
