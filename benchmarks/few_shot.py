@@ -109,12 +109,20 @@ def tfidf_cells(pool: Any, evaluation: Any, ks: list[int], seeds: list[int],
     return cells, whole["accuracy"]
 
 
+def picked(have: list[Any], option: str, wanted: str | None) -> list[Any]:
+    """The values of ``have`` named in ``wanted`` (comma-separated; all when None); none matching is an error."""
+    if not wanted:
+        return have
+    kept = [v for v in have if str(v) in wanted.split(",")]
+    if not kept:
+        sys.exit(f"--{option} {wanted}: this dataset has {', '.join(map(str, have))}")
+    return kept
+
+
 def narrowed(tree: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """``tree`` restricted to the methods, k and seeds given on the command line (for partial runs)."""
-    if args.methods:
-        tree["methods"] = [m for m in tree["methods"] if m in args.methods.split(",")]
-    if args.k:
-        tree["shots"]["k"] = [k for k in tree["shots"]["k"] if str(k) in args.k.split(",")] or tree["shots"]["k"]
+    tree["methods"] = picked(tree["methods"], "methods", args.methods)
+    tree["shots"]["k"] = picked(tree["shots"]["k"], "k", args.k)
     if args.seeds:
         tree["shots"]["seeds"] = list(range(args.seeds))
     return tree
@@ -196,6 +204,10 @@ def main() -> int:
         print(f"{args.data} is not available; this benchmark needs the shared data folder (--data DIR)", file=sys.stderr)
         return 2
     configs = {"sst2": ("SST-2", sst2_config), "banking77": ("BANKING77", banking_config)}
+    for option, known in (("datasets", set(configs)), ("methods", {*SST2_METHODS, *BANKING_METHODS})):
+        if unknown := set((getattr(args, option) or "").split(",")) - known - {""}:
+            print(f"--{option}: {', '.join(sorted(unknown))} unknown (known: {', '.join(sorted(known))})", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="few-shot-") as tmp:
         results = {key: run_dataset(title, narrowed(make(args.data, args.quick, Path(tmp)), args))
                    for key, (title, make) in configs.items() if key in args.datasets.split(",")}
