@@ -8,6 +8,8 @@ its score on the whole training file is printed beside it for scale.
 
     PYTHONPATH=src python benchmarks/few_shot.py            # full run (hours on 2 busy cores)
     PYTHONPATH=src python benchmarks/few_shot.py --quick    # smoke run (minutes)
+    PYTHONPATH=src python benchmarks/few_shot.py --datasets sst2 --k 0 --out a.json   # a partial run
+    PYTHONPATH=src python benchmarks/few_shot.py --merge a.json b.json --out all.json # partial runs in one table
 
 Ends with one JSON line; the full run's is stored in benchmarks/results/few_shot.json.
 """
@@ -174,6 +176,21 @@ def summary(results: dict[str, dict[str, Any]], quick: bool, threads: int) -> di
     }
 
 
+def merged(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """Per-dataset results rebuilt from the JSON of partial runs (a cell run twice is kept once: same draws)."""
+    results: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        part = json.loads(path.read_text(encoding="utf-8"))
+        for name, cells in part["runs"].items():
+            res = results.setdefault(name, {"cells": [], "tfidf_whole_pool": part["tfidf_lr_whole_pool"][name],
+                                            "eval_size": part["eval_sizes"][name], "seconds": 0})
+            have = {(c.method, c.k) for c in res["cells"]}
+            res["cells"] += [protocol.Cell(c["method"], c["k"], c["runs"]) for c in cells
+                             if (c["method"], c["k"]) not in have]
+            res["seconds"] += part["wall_seconds"][name]
+    return results
+
+
 def write_plots(out: dict[str, Any], stem: Path) -> None:
     """``<stem>_<dataset>.png``: accuracy against k per method, from the summary's per-seed runs."""
     from lmforge.prompting.report import plot_accuracy
@@ -193,7 +210,12 @@ def main() -> int:
     parser.add_argument("--methods", help="comma-separated subset of the methods (a partial run)")
     parser.add_argument("--k", help="comma-separated subset of the k values (a partial run)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default 5, 1 with --quick)")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="run nothing: combine the --out files of partial runs into one summary")
     args = parser.parse_args()
+    if args.merge:
+        quick = any(json.loads(path.read_text(encoding="utf-8"))["quick"] for path in args.merge)
+        return emit(summary(merged(args.merge), quick, args.threads), args.out)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -211,13 +233,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="few-shot-") as tmp:
         results = {key: run_dataset(title, narrowed(make(args.data, args.quick, Path(tmp)), args))
                    for key, (title, make) in configs.items() if key in args.datasets.split(",")}
-    out = summary(results, args.quick, args.threads)
-    line = json.dumps(out, ensure_ascii=False)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        write_plots(out, Path(args.out).with_suffix(""))
-    print(line)
+    return emit(summary(results, args.quick, args.threads), args.out)
+
+
+def emit(out: dict[str, Any], path: str | None) -> int:
+    """Print the summary as one JSON line; with ``path``, also write it there with its plots."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_plots(out, Path(path).with_suffix(""))
+    print(json.dumps(out, ensure_ascii=False))
     return 0
 
 
