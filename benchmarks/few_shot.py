@@ -176,11 +176,10 @@ def summary(results: dict[str, dict[str, Any]], quick: bool, threads: int) -> di
     }
 
 
-def merged(paths: list[Path]) -> dict[str, dict[str, Any]]:
+def merged(parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per-dataset results rebuilt from the JSON of partial runs (a cell run twice is kept once: same draws)."""
     results: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        part = json.loads(path.read_text(encoding="utf-8"))
+    for part in parts:
         for name, cells in part["runs"].items():
             res = results.setdefault(name, {"cells": [], "tfidf_whole_pool": part["tfidf_lr_whole_pool"][name],
                                             "eval_size": part["eval_sizes"][name], "seconds": 0})
@@ -214,8 +213,8 @@ def main() -> int:
                         help="run nothing: combine the --out files of partial runs into one summary")
     args = parser.parse_args()
     if args.merge:
-        quick = any(json.loads(path.read_text(encoding="utf-8"))["quick"] for path in args.merge)
-        return emit(summary(merged(args.merge), quick, args.threads), args.out)
+        parts = [json.loads(path.read_text(encoding="utf-8")) for path in args.merge]
+        return emit(summary(merged(parts), any(p["quick"] for p in parts), args.threads), args.out)
     import torch
 
     torch.set_num_threads(args.threads)
