@@ -79,3 +79,34 @@ def test_annotated_defaults_round_trip() -> None:
     tree = yaml.safe_load(text)
     tree["data"]["train"] = "x.csv"
     assert config.load(FinetuneConfig, tree) == config.load(FinetuneConfig, {"data": {"train": "x.csv"}})
+
+
+def test_partial_section_keeps_the_fields_own_defaults() -> None:
+    # pet's field default sets lr and head_lr; giving only max_steps must not fall back to the class's values
+    cfg = config.load(PromptConfig, {"data": {"train": "x.tsv"}, "pet": {"max_steps": 5}, "head": {"lr": 1e-4},
+                                     "output": {"dir": "out"}})
+    default = config.load(PromptConfig, {"data": {"train": "x.tsv"}})
+    assert cfg.pet.max_steps == 5 and cfg.pet.lr == default.pet.lr and cfg.pet.head_lr == default.pet.head_lr
+    assert cfg.head.lr == 1e-4 and cfg.head.head_lr == default.head.head_lr and cfg.head.batch_size == default.head.batch_size
+    assert cfg.output.dir == "out" and cfg.output.name == "prompt" and cfg.output.tensorboard is False
+    assert default.pet.lr != type(default.pet)().lr or default.pet.head_lr != type(default.pet)().head_lr
+
+
+def test_pretrain_model_defaults_to_a_checkpoint_only_when_no_source_is_given() -> None:
+    data = {"train": ["corpus.txt"]}
+    assert config.load(PretrainConfig, {"data": data}).model.name == "minilm-l6"
+    assert config.load(PretrainConfig, {"data": data, "model": {"size": "tiny"}}).model.name == "minilm-l6"
+    new = config.load(PretrainConfig, {"data": data, "model": {"arch": "bert", "tokenizer": "tok"}}).model
+    assert new.name is None and new.arch == "bert"
+    with pytest.raises(ConfigError, match="exactly one"):
+        config.load(PretrainConfig, {"data": data, "model": {"name": "minilm-l6", "arch": "bert", "tokenizer": "tok"}})
+
+
+def test_annotated_shows_a_fields_own_defaults() -> None:
+    import yaml
+
+    tree = yaml.safe_load("\n".join(config.annotated(PromptConfig)))
+    default = config.load(PromptConfig, {"data": {"train": "x.tsv"}})
+    assert tree["head"]["head_lr"] == default.head.head_lr and tree["output"]["name"] == "prompt"
+    tree["data"]["train"] = "x.tsv"
+    assert config.load(PromptConfig, tree) == default

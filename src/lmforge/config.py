@@ -20,9 +20,37 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated.
+
+    A sub-section whose field default sets its own values (``pet: FewShotTrain =
+    Field(default_factory=lambda: FewShotTrain(lr=2e-5, ...))``) keeps them when the user gives
+    only some of its keys: the user's keys are laid over that default, not over the class's.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_field_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            given = merged.get(name)
+            if not isinstance(given, dict) or field.default_factory is None:
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                merged[name] = _laid_over(default.model_dump(exclude_unset=True), given)
+        return merged
+
+
+def _laid_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, key by key, recursing where both hold a mapping."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _laid_over(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 class SplitConfig(Section):
@@ -357,16 +385,20 @@ def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip().removesuffix("...").strip()
 
 
-def annotated(model: type[BaseModel], indent: int = 0) -> list[str]:
-    """Every key of ``model`` with its default and description, as commented YAML lines."""
+def annotated(model: type[BaseModel], indent: int = 0, defaults: BaseModel | None = None) -> list[str]:
+    """Every key of ``model`` with its default and description, as commented YAML lines.
+
+    ``defaults`` is the instance whose values are shown (a field's own default, which may differ
+    from its class's); the class's defaults when None.
+    """
     lines, pad = [], "  " * indent
     for name, field in model.model_fields.items():
         annotation = field.annotation
+        default = getattr(defaults, name) if defaults is not None else field.get_default(call_default_factory=True)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             lines.append(f"{pad}{name}:")
-            lines += annotated(annotation, indent + 1)
+            lines += annotated(annotation, indent + 1, default if isinstance(default, BaseModel) else None)
             continue
-        default = field.get_default(call_default_factory=True)
         value = _yaml_value(default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
         lines.append(f"{pad}{name}: {value}" + (f"  # {field.description}" if field.description else ""))
     return lines

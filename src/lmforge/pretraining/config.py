@@ -54,8 +54,12 @@ class CorpusConfig(Section):
         return [value] if isinstance(value, str) else value
 
 
+DEFAULT_CHECKPOINT = "minilm-l6"
+
+
 class PretrainModelConfig(Section):
-    name: str | None = Field(None, description="Continue pretraining this checkpoint: zoo name, folder or lmforge run.")
+    name: str | None = Field(None, description="Continue pretraining this checkpoint: zoo name, folder or lmforge run "
+                                   f"({DEFAULT_CHECKPOINT} when neither name nor arch is set).")
     arch: Literal["bert", "roformer", "gpt2", "llama"] | None = Field(
         None,
         description="Build a new model of this architecture (needs model.tokenizer).",
@@ -76,6 +80,8 @@ class PretrainModelConfig(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> PretrainModelConfig:
+        if self.name is None and self.arch is None:
+            self.__dict__["name"] = DEFAULT_CHECKPOINT  # a default, not a choice: not in model_fields_set
         if (self.name is None) == (self.arch is None):
             raise ValueError("set exactly one of model.name (continue pretraining a checkpoint) or model.arch (a new model)")
         if self.arch is not None and not self.tokenizer:
@@ -121,7 +127,7 @@ class PretrainConfig(Section):
     """Everything ``lmforge pretrain`` needs."""
 
     data: CorpusConfig = Field(default_factory=CorpusConfig)
-    model: PretrainModelConfig = Field(default_factory=lambda: PretrainModelConfig(name="minilm-l6"))
+    model: PretrainModelConfig = Field(default_factory=PretrainModelConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     train: PretrainTrainConfig = Field(default_factory=PretrainTrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

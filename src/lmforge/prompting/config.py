@@ -103,7 +103,7 @@ class PromptConfig(Section):
     shots: ShotsConfig = Field(default_factory=ShotsConfig)
     icl: IclConfig = Field(default_factory=IclConfig)
     pet: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=2e-5, head_lr=1e-4))
-    pet_decoder: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=10, max_steps=40, batch_size=8, lr=1e-5))
+    pet_decoder: FewShotTrain = Field(default_factory=lambda: FewShotTrain(epochs=20, max_steps=40, batch_size=16, lr=2e-5))
     setfit: SetFitConfig = Field(default_factory=SetFitConfig)
     head: FewShotTrain = Field(
         default_factory=lambda: FewShotTrain(epochs=30, max_steps=300, batch_size=8, lr=5e-5, head_lr=1e-3))
