@@ -87,11 +87,12 @@ def test_saved_artifact_reproduces_protocol_scores(tiny_bert: Path, tiny_llama: 
 
 
 def test_calibrate_both_reports_each_variant(tiny_bert: Path, tiny_llama: Path, small_csv: Path, tmp_path: Path) -> None:
-    cfg = prompt_config(tiny_bert, tiny_llama, small_csv, tmp_path / "run", methods=["similarity", "icl", "head"],
+    cfg = prompt_config(tiny_bert, tiny_llama, small_csv, tmp_path / "run", methods=["similarity", "icl", "pet_decoder", "head"],
                         shots={"k": [0, 2], "seeds": [0], "decoder_eval_samples": None}, prompt={"calibrate": "both"})
     result = prompt(cfg)
     assert [(c.method, c.k) for c in result.cells] == [("similarity", 0), ("similarity+cal", 0), ("icl", 2),
-                                                       ("icl+cal", 2), ("head", 2)]
+                                                       ("icl+cal", 2), ("pet_decoder", 2), ("pet_decoder+cal", 2),
+                                                       ("head", 2)]
     assert "icl+cal" in result.table
     plain = json.loads((result.artifacts["icl-k2"] / "lmforge.json").read_text())
     fixed = json.loads((result.artifacts["icl+cal-k2"] / "lmforge.json").read_text())

@@ -226,8 +226,8 @@ for _method in (
     Method("likelihood", few_shot=False, decoder=True, calibratable=True, role="decoder", build=_likelihood),
     Method("generate", few_shot=False, decoder=True, calibratable=True, role="decoder", build=_generate),
     Method("icl", few_shot=True, decoder=True, calibratable=True, role="decoder", build=_icl),
-    Method("pet", few_shot=True, decoder=False, calibratable=False, role="mlm", build=_pet),
-    Method("pet_decoder", few_shot=True, decoder=True, calibratable=False, role="decoder", build=_pet_decoder),
+    Method("pet", few_shot=True, decoder=False, calibratable=True, role="mlm", build=_pet),
+    Method("pet_decoder", few_shot=True, decoder=True, calibratable=True, role="decoder", build=_pet_decoder),
     Method("setfit", few_shot=True, decoder=False, calibratable=False, role="encoder", build=_setfit),
     Method("head", few_shot=True, decoder=False, calibratable=False, role="encoder", build=_head),
 ):
