@@ -167,8 +167,26 @@ def test_chinese_data_gets_chinese_templates_and_words(tiny_bert: Path, tiny_lla
                         shots={"k": [0, 2], "seeds": [0], "decoder_eval_samples": None})
     result = prompt(cfg)
     meta = json.loads((result.artifacts["likelihood-k0"] / "lmforge.json").read_text(encoding="utf-8"))
-    assert meta["template"] == "评论：{text}\n情感：{label}"
+    # the tiny decoder has a chat template, so prompt.chat: auto gives the prompt as a chat
+    assert meta["template"] == ("<|im_start|>system\n你是一个情感分类器。<|im_end|>\n<|im_start|>user\n评论：{text}<|im_end|>\n"
+                                "<|im_start|>assistant\n情感：{label}")
     assert meta["verbalizer"]["words"] == [["正面", "好", "棒"], ["负面", "差", "糟"]]
     pet_meta = json.loads((result.artifacts["pet-k2"] / "lmforge.json").read_text(encoding="utf-8"))
     assert pet_meta["template"] == "{text}总之很{mask}。"
     assert lmforge.load(result.artifacts["pet-k2"]).predict(["电影很好"])[0]["label"] in ("正面", "负面")
+
+
+def test_prompt_chat_modes(tiny_bert: Path, tiny_llama: Path, small_csv: Path, tmp_path: Path) -> None:
+    from conftest import build_tiny_llama
+
+    def template(decoder: Path, chat: bool | str, name: str) -> str:
+        cfg = prompt_config(tiny_bert, decoder, small_csv, tmp_path / name, methods=["likelihood"],
+                            shots={"k": [0], "seeds": [0], "decoder_eval_samples": None}, prompt={"chat": chat})
+        return json.loads((prompt(cfg).artifacts["likelihood-k0"] / "lmforge.json").read_text())["template"]
+
+    assert template(tiny_llama, False, "plain") == "Review: {text}\nSentiment: {label}"
+    assert template(tiny_llama, "auto", "auto").endswith("<|im_start|>assistant\nSentiment: {label}")
+    bare = build_tiny_llama(tmp_path / "bare-llama", chat_template=False)
+    assert template(bare, "auto", "bare") == "Review: {text}\nSentiment: {label}"
+    with pytest.raises(ConfigError, match="no chat template"):
+        template(bare, True, "forced")

@@ -97,3 +97,18 @@ def test_cloze_prompt_keeps_its_mask_when_cut(tiny_bert: Path) -> None:
     assert list(inputs.ids[1]).count(tok.mask_token_id) == 2 and inputs.position[1] == 6  # the text's own [MASK] is skipped
     with pytest.raises(ConfigError, match="does not fit in data.max_length=8"):
         Cloze(model, tok, Template.parse("it was a very very very good {text} movie , {mask}"), cloze.verbalizer, 8).encode(["x"])
+
+
+def test_chat_wrapped_keeps_slots_and_braces(tiny_llama: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from lmforge.prompting.templates import chat_wrapped
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    wrapped = chat_wrapped(Template.parse("Review {{1}}: {text}\nSentiment: {label}"), tokenizer, "Rate {it}.")
+    assert wrapped.source == ("<|im_start|>system\nRate {{it}}.<|im_end|>\n<|im_start|>user\nReview {{1}}: {text}<|im_end|>\n"
+                              "<|im_start|>assistant\nSentiment: {label}")
+    assert wrapped.slots == ["text", "label"] and wrapped.prefix("label", text="ok").endswith("assistant\nSentiment: ")
+    assert wrapped.render(text="ok", label="good").startswith("<|im_start|>system\nRate {it}.")
+    one_line = chat_wrapped(Template.parse("{text} It was {label}."), tokenizer)
+    assert one_line.source == "<|im_start|>user\n{text} It was<|im_end|>\n<|im_start|>assistant\n{label}"

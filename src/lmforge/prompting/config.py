@@ -19,6 +19,8 @@ class TemplatesConfig(Section):
         description="User turn for an instruct model's chat, with {text}; the label choices are appended.")
     choices: str | None = Field(None,
         description="The line that lists the label choices, with {label} for the comma-joined names.")
+    system: str | None = Field(None,
+        description="System turn of a decoder prompt given as a chat (prompt.chat); plain text, built-in when absent.")
 
 
 class PromptSection(Section):
@@ -32,6 +34,10 @@ class PromptSection(Section):
     names: dict[str, str] | None = Field(None, description="Label -> readable name offered as a choice to instruct models.")
     multi_token: Literal["mean", "first"] = Field("mean",
         description="Score a word of several tokens by the mean of its tokens' log-probs, or by its first token.")
+    chat: bool | Literal["auto"] = Field("auto",
+        description="Give likelihood and pet_decoder prompts to the decoder as a chat: the prompt template's last line "
+                    "starts the answer, the lines before it are the user turn, after templates.system; 'auto' does so "
+                    "when the decoder's tokenizer has a chat template.")
     calibrate: bool | Literal["both"] = Field(False,
         description="Contextual calibration (Zhao et al. 2021): divide by the label probabilities of content-free "
                     "inputs; 'both' reports each calibratable method as is and calibrated (<method>+cal).")

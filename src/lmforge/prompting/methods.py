@@ -21,6 +21,7 @@ import numpy as np
 
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
+from lmforge.errors import ConfigError
 from lmforge.prompting.classifiers import (
     Calibrated,
     DecoderClassifier,
@@ -33,7 +34,7 @@ from lmforge.prompting.decoder import CausalScorer, load_decoder
 from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.mlm import Cloze, load_mlm
-from lmforge.prompting.templates import Template, TemplateSet
+from lmforge.prompting.templates import Template, TemplateSet, chat_wrapped
 from lmforge.prompting.verbalizers import CONTENT_FREE, Verbalizer, content_free_probs
 from lmforge.registry import Registry
 
@@ -106,6 +107,18 @@ class Context:
         template = self.templates.parsed(name).require(slots, method, example)
         return template.require_last("label", method) if name == "prompt" else template
 
+    def decoder_prompt(self, method: str) -> Template:
+        """The prompt template of ``method``, as a chat in the decoder's chat template when ``prompt.chat`` says so."""
+        template, mode = self.template(method), self.cfg.prompt.chat
+        tokenizer = self.decoder().tokenizer
+        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        if mode is True and not has_chat:
+            raise ConfigError(f"prompt.chat is true but the decoder {self.cfg.models.decoder} has no chat template; "
+                              "set prompt.chat: auto or false")
+        if not (has_chat if mode == "auto" else mode):
+            return template
+        return chat_wrapped(template, tokenizer, self.templates.system)
+
     def choices(self) -> Template:
         """The line that offers ``generate`` the label names, checked for its ``{label}`` slot."""
         return self.templates.parsed("choices").require(("label",), "generate", "Answer with one of: {label}.")
@@ -157,7 +170,7 @@ def _cloze(ctx: Context, examples: Examples | None, targets: np.ndarray | None, 
 
 
 def _likelihood(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    return DecoderClassifier(ctx.decoder(), ctx.template("likelihood"), ctx.verbalizer, ctx.cfg.data.max_length,
+    return DecoderClassifier(ctx.decoder(), ctx.decoder_prompt("likelihood"), ctx.verbalizer, ctx.cfg.data.max_length,
                              ref=ctx.ref("decoder"))
 
 
@@ -193,7 +206,7 @@ def _pet_decoder(ctx: Context, examples: Examples | None, targets: np.ndarray | 
     assert examples is not None and targets is not None
     scorer = ctx.decoder()
     model = copy.deepcopy(scorer.model)
-    cloze = Cloze(model, scorer.tokenizer, ctx.template("pet_decoder"), ctx.verbalizer, ctx.cfg.data.max_length, ref="model")
+    cloze = Cloze(model, scorer.tokenizer, ctx.decoder_prompt("pet_decoder"), ctx.verbalizer, ctx.cfg.data.max_length, ref="model")
     return train_pet(cloze, examples, targets, ctx.cfg.pet_decoder.train_config(seed), _scratch(ctx, "pet_decoder", seed))
 
 

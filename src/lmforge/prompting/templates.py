@@ -108,6 +108,7 @@ class TemplateSet:
         description: A label description for sentence-embedding similarity; ``{label}`` is a label word.
         instruction: The user turn of an instruct model's chat; the label choices are appended to it.
         choices: The line listing the label choices, with ``{label}`` replaced by the comma-joined words.
+        system: The system turn when a decoder prompt is given as a chat (see :func:`chat_wrapped`).
     """
 
     cloze: str
@@ -115,6 +116,7 @@ class TemplateSet:
     description: str
     instruction: str
     choices: str = "Answer with one of: {label}."
+    system: str = ""
 
     def parsed(self, name: str, where: str = "prompt.templates") -> Template:
         """The named template, parsed, with ``where.name`` in its error messages."""
@@ -134,12 +136,14 @@ BUILTIN: dict[tuple[str, str], TemplateSet] = {
         prompt="Review: {text}\nSentiment: {label}",
         description="It was {label}.",
         instruction="What is the sentiment of this review?\n\n{text}",
+        system="You are a sentiment classifier.",
     ),
     ("sentiment", "zh"): TemplateSet(
         cloze="{text}总之很{mask}。",
         prompt="评论：{text}\n情感：{label}",
         description="总之很{label}。",
         instruction="这条评论的情感是什么？\n\n{text}",
+        system="你是一个情感分类器。",
         choices=_ZH_CHOICES,
     ),
     ("topic", "en"): TemplateSet(
@@ -147,12 +151,14 @@ BUILTIN: dict[tuple[str, str], TemplateSet] = {
         prompt="Article: {text}\nTopic: {label}",
         description="This text is about {label}.",
         instruction="What is the topic of this text?\n\n{text}",
+        system="You are a topic classifier.",
     ),
     ("topic", "zh"): TemplateSet(
         cloze="【{mask}】{text}",
         prompt="文章：{text}\n主题：{label}",
         description="这是一篇关于{label}的文章。",
         instruction="这段文字的主题是什么？\n\n{text}",
+        system="你是一个主题分类器。",
         choices=_ZH_CHOICES,
     ),
     ("intent", "en"): TemplateSet(
@@ -160,12 +166,14 @@ BUILTIN: dict[tuple[str, str], TemplateSet] = {
         prompt="Query: {text}\nIntent: {label}",
         description="A question about {label}.",
         instruction="What does the customer want in this message?\n\n{text}",
+        system="You classify customer messages by intent.",
     ),
     ("intent", "zh"): TemplateSet(
         cloze="{text}这个问题是关于{mask}的。",
         prompt="问题：{text}\n意图：{label}",
         description="关于{label}的问题。",
         instruction="这位用户想做什么？\n\n{text}",
+        system="你负责识别用户消息的意图。",
         choices=_ZH_CHOICES,
     ),
     ("entailment", "en"): TemplateSet(
@@ -173,12 +181,14 @@ BUILTIN: dict[tuple[str, str], TemplateSet] = {
         prompt="Premise: {text}\nHypothesis: {text_pair}\nDoes the premise entail the hypothesis? {label}",
         description="{label}",
         instruction="Premise: {text}\nHypothesis: {text_pair}\n\nDoes the premise entail the hypothesis?",
+        system="You decide whether a premise entails a hypothesis.",
     ),
     ("entailment", "zh"): TemplateSet(
         cloze="{text}？{mask}，{text_pair}",
         prompt="前提：{text}\n假设：{text_pair}\n前提是否蕴含假设？{label}",
         description="{label}",
         instruction="前提：{text}\n假设：{text_pair}\n\n前提是否蕴含假设？",
+        system="你判断前提是否蕴含假设。",
         choices=_ZH_CHOICES,
     ),
 }
@@ -193,6 +203,28 @@ def builtin(task: str, language: str) -> TemplateSet:
     except KeyError:
         raise ConfigError(f"prompt.task '{task}' has no built-in templates in '{language}'; tasks: {', '.join(TASKS)}, "
                           "languages: en, zh") from None
+
+
+_USER, _SYSTEM = "\x00user\x00", "\x00system\x00"
+
+
+def chat_wrapped(template: Template, tokenizer: Any, system: str = "") -> Template:
+    """``template`` (a decoder prompt ending in ``{label}``) as a chat in ``tokenizer``'s chat template.
+
+    The template's last line (``Sentiment: {label}``) starts the assistant's answer; the lines
+    before it are the user turn, after a ``system`` turn when one is given. Slots survive the
+    chat template: it is applied to placeholders, its own text has braces escaped, and the
+    template's text goes back in their place. A one-line template is all user turn, and the
+    label is the answer's first word.
+    """
+    head, sep, last = template.source.rpartition("\n")
+    user, answer = (head, last) if sep else (template.source.partition("{label}")[0].rstrip(), "{label}")
+    messages = ([{"role": "system", "content": _SYSTEM}] if system else []) + [{"role": "user", "content": _USER}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    if _USER not in text or (system and _SYSTEM not in text):
+        raise ConfigError(f"{template.where}: the decoder's chat template drops a turn; set prompt.chat: false")
+    text = text.replace("{", "{{").replace("}", "}}").replace(_SYSTEM, system.replace("{", "{{").replace("}", "}}")).replace(_USER, user)
+    return Template.parse(text + answer, f"{template.where} (as a chat)")
 
 
 def truncate_tokens(tokenizer: Any, text: str, max_tokens: int) -> str:
