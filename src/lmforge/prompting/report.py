@@ -21,8 +21,11 @@ def plot_accuracy(cells: list[Cell], path: Path) -> Path | None:
 
     fig, ax = new_figure((7.5, 4.5))
     few = sorted({c.k for c in cells if c.k > 0})
+    names = list(dict.fromkeys(c.method for c in cells))
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate(dict.fromkeys(c.method for c in cells)):
+    if len(names) > len(colors):  # one colour per method: the default cycle has 10
+        colors = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+    for i, name in enumerate(names):
         color = colors[i % len(colors)]
         mine = sorted((c for c in cells if c.method == name), key=lambda c: c.k)
         if mine[0].k == 0 and few:
@@ -37,7 +40,7 @@ def plot_accuracy(cells: list[Cell], path: Path) -> Path | None:
     if few:
         ax.set_xticks(few)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: many methods hide lines
     return save_figure(fig, path)
 
 
