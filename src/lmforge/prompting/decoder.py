@@ -154,9 +154,16 @@ def word_logprobs(scorer: CausalScorer, prefix: Prefix | None, contexts: list[li
     return np.asarray([float(np.mean(s)) for s in scores]).reshape(len(contexts), len(word_ids))
 
 
-def chat_prompt(tokenizer: Any, message: str) -> str:
-    """``message`` as the user turn of the tokenizer's chat template, ready for the assistant's answer."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ConfigError("the generate method needs an instruct model whose tokenizer has a chat template; "
-                          "set models.decoder to one (e.g. smollm2-135m)")
-    return tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True, tokenize=False)
+def has_chat_template(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` carries a chat template (an instruct model's)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def chat_prompt(tokenizer: Any, message: str, system: str = "",
+                hint: str = "the generate method needs an instruct model: set models.decoder to one (e.g. smollm2-135m)") -> str:
+    """``message`` as the user turn of the tokenizer's chat template (after a ``system`` turn when
+    given), ready for the assistant's answer; ``hint`` ends the error when there is no chat template."""
+    if not has_chat_template(tokenizer):
+        raise ConfigError(f"the decoder has no chat template; {hint}")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

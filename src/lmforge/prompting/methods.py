@@ -21,7 +21,6 @@ import numpy as np
 
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
-from lmforge.errors import ConfigError
 from lmforge.prompting.classifiers import (
     Calibrated,
     DecoderClassifier,
@@ -30,7 +29,7 @@ from lmforge.prompting.classifiers import (
     model_ref,
 )
 from lmforge.prompting.config import PromptConfig
-from lmforge.prompting.decoder import CausalScorer, load_decoder
+from lmforge.prompting.decoder import CausalScorer, has_chat_template, load_decoder
 from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.mlm import Cloze, load_mlm
@@ -109,15 +108,10 @@ class Context:
 
     def decoder_prompt(self, method: str) -> Template:
         """The prompt template of ``method``, as a chat in the decoder's chat template when ``prompt.chat`` says so."""
-        template, mode = self.template(method), self.cfg.prompt.chat
-        tokenizer = self.decoder().tokenizer
-        has_chat = bool(getattr(tokenizer, "chat_template", None))
-        if mode is True and not has_chat:
-            raise ConfigError(f"prompt.chat is true but the decoder {self.cfg.models.decoder} has no chat template; "
-                              "set prompt.chat: auto or false")
-        if not (has_chat if mode == "auto" else mode):
+        template, mode, tokenizer = self.template(method), self.cfg.prompt.chat, self.decoder().tokenizer
+        if mode is False or (mode == "auto" and not has_chat_template(tokenizer)):
             return template
-        return chat_wrapped(template, tokenizer, self.templates.system)
+        return chat_wrapped(template, tokenizer, self.templates.system)  # raises for true without a chat template
 
     def choices(self) -> Template:
         """The line that offers ``generate`` the label names, checked for its ``{label}`` slot."""

@@ -208,6 +208,11 @@ def builtin(task: str, language: str) -> TemplateSet:
 _USER, _SYSTEM = "\x00user\x00", "\x00system\x00"
 
 
+def _literal(text: str) -> str:
+    """``text`` with its braces escaped, so a template reads it as plain text."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def chat_wrapped(template: Template, tokenizer: Any, system: str = "") -> Template:
     """``template`` (a decoder prompt ending in ``{label}``) as a chat in ``tokenizer``'s chat template.
 
@@ -217,13 +222,15 @@ def chat_wrapped(template: Template, tokenizer: Any, system: str = "") -> Templa
     template's text goes back in their place. A one-line template is all user turn, and the
     label is the answer's first word.
     """
+    from lmforge.prompting.decoder import chat_prompt
+
     head, sep, last = template.source.rpartition("\n")
     user, answer = (head, last) if sep else (template.source.partition("{label}")[0].rstrip(), "{label}")
-    messages = ([{"role": "system", "content": _SYSTEM}] if system else []) + [{"role": "user", "content": _USER}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = chat_prompt(tokenizer, _USER, _SYSTEM if system else "",
+                       hint="prompt.chat is true: set it to auto or false, or models.decoder to an instruct model")
     if _USER not in text or (system and _SYSTEM not in text):
         raise ConfigError(f"{template.where}: the decoder's chat template drops a turn; set prompt.chat: false")
-    text = text.replace("{", "{{").replace("}", "}}").replace(_SYSTEM, system.replace("{", "{{").replace("}", "}}")).replace(_USER, user)
+    text = _literal(text).replace(_SYSTEM, _literal(system)).replace(_USER, user)
     return Template.parse(text + answer, f"{template.where} (as a chat)")
 
 
