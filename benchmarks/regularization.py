@@ -58,8 +58,9 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "freelb": {"train": {"adversarial": {"method": "freelb", "epsilon": 1.0, "alpha": 0.3, "steps": 2}}},
     "pgd": {"train": {"adversarial": {"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 2}}},
     "text_adversarial": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2}}},
+    "text_adversarial_n8": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 8, "rate": 0.2}}},
 }
-ADVERSARIAL = ("fgm", "pgd", "freelb", "text_adversarial")
+ADVERSARIAL = ("fgm", "pgd", "freelb", "text_adversarial", "text_adversarial_n8")
 AUGMENT = ("augment", "augment_x4")
 MIN_GAIN = 0.001  # a technique "helped" when its mean clean accuracy beats the baseline's by this much
 
