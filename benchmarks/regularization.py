@@ -60,8 +60,9 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "text_adversarial": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2}}},
     "text_adversarial_n8": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 8, "rate": 0.2}}},
 }
-ADVERSARIAL = ("fgm", "pgd", "freelb", "text_adversarial", "text_adversarial_n8")
-AUGMENT = ("augment", "augment_x4")
+# The groups a combination takes at most one of: the techniques that set train.adversarial, data.augment.
+ADVERSARIAL = tuple(n for n, t in TECHNIQUES.items() if "adversarial" in t.get("train", {}))
+AUGMENT = tuple(n for n, t in TECHNIQUES.items() if "augment" in t.get("data", {}))
 MIN_GAIN = 0.001  # a technique "helped" when its mean clean accuracy beats the baseline's by this much
 
 
