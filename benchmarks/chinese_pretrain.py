@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="pretraining sequences per step")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak pretraining learning rate")
     parser.add_argument("--finetune-length", type=int, default=256, help="max tokens per review when fine-tuning")
-    parser.add_argument("--finetune-epochs", type=float, default=4, help="fine-tuning epochs")
+    parser.add_argument("--finetune-epochs", type=float, default=5, help="fine-tuning epochs")
     parser.add_argument("--finetune-lr", type=float, default=2e-4, help="fine-tuning learning rate")
     args = parser.parse_args()
     setup_logging()
