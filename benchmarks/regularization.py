@@ -243,6 +243,10 @@ def technique_ensemble(table: list[dict[str, Any]], results: dict[str, list], sc
             "gain_over_baseline_mean": round(accuracy - table[0]["clean_mean"], 4)}
 
 
+# What seconds_per_run was measured on: the cores, and the load average when the run began.
+CPU_AT_START = {"cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 examples, 1 epoch, 2 seeds, 500 dev texts")
@@ -342,7 +346,7 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
         "table": table,
         "setup": {"train_examples": n_train, "dev_texts": len(scorer.texts), "typo_subset": len(scorer.typo_texts),
                   "seeds": base["seeds"], "model": "minilm-l6", "techniques": TECHNIQUES,
-                  "cpu_note": "2 CPU cores shared with other jobs; seconds_per_run is wall time under that load"},
+                  "cpu": CPU_AT_START},
     }
     if base["seeds"] >= 5 and n_train == 1000:
         results_dir = ROOT / "benchmarks" / "results"
