@@ -59,6 +59,7 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "pgd": {"train": {"adversarial": {"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 2}}},
     "text_adversarial": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2}}},
     "text_adversarial_n8": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 8, "rate": 0.2}}},
+    "text_adversarial_r3": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.3}}},
 }
 # The groups a combination takes at most one of: the techniques that set train.adversarial, data.augment.
 ADVERSARIAL = tuple(n for n, t in TECHNIQUES.items() if "adversarial" in t.get("train", {}))
