@@ -244,7 +244,8 @@ def technique_ensemble(table: list[dict[str, Any]], results: dict[str, list], sc
             "gain_over_baseline_mean": round(accuracy - table[0]["clean_mean"], 4)}
 
 
-# What seconds_per_run was measured on: the cores, and the load average when the run began.
+# The machine this invocation timed its runs on: the cores, and the load average when it began.
+# (Rows whose runs came from the cache were timed by the invocation that trained them.)
 CPU_AT_START = {"cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
