@@ -60,6 +60,8 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "text_adversarial": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2}}},
     "text_adversarial_n8": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 8, "rate": 0.2}}},
     "text_adversarial_r3": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.3}}},
+    "text_adversarial_kl": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2,
+                                                       "consistency": 1.0}}},
 }
 # The groups a combination takes at most one of: the techniques that set train.adversarial, data.augment.
 ADVERSARIAL = tuple(n for n, t in TECHNIQUES.items() if "adversarial" in t.get("train", {}))

@@ -9,7 +9,15 @@ import torch
 
 from lmforge.config import AdversarialConfig
 from lmforge.errors import LmforgeError
-from lmforge.training.adversarial import FGM, PGD, FreeLB, TextAdversary, per_example_loss, word_embeddings
+from lmforge.training.adversarial import (
+    FGM,
+    PGD,
+    FreeLB,
+    TextAdversary,
+    consistency_loss,
+    per_example_loss,
+    word_embeddings,
+)
 from lmforge.training.hooks import StepContext
 
 
@@ -173,6 +181,69 @@ def test_text_adversary_trains_on_the_worst_copy(tiny_classifier: torch.nn.Modul
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert any(not torch.allclose(grads[n], clean[n]) for n in clean)  # the adversarial loss was added
     assert model.training is False  # the fixture's eval mode is left as it was
+
+
+def test_consistency_loss_on_hand_computed_examples() -> None:
+    import math
+
+    # Softmax: KL(p || q) with p = (0.5, 0.5) from equal logits, q = (e/(1+e), 1/(1+e)).
+    q1 = math.e / (1 + math.e)
+    expected = 0.5 * math.log(0.5 / q1) + 0.5 * math.log(0.5 / (1 - q1))
+    got = consistency_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert consistency_loss(torch.tensor([[3.0, -1.0]]), torch.tensor([[3.0, -1.0]]), torch.tensor([1])).item() == pytest.approx(0.0, abs=1e-7)
+    # Multi-label: a Bernoulli KL per label, summed over labels; p = sigmoid(0) = 0.5, q = sigmoid(1).
+    s1 = 1 / (1 + math.exp(-1))
+    bern = 0.5 * math.log(0.5 / s1) + 0.5 * math.log(0.5 / (1 - s1))
+    got = consistency_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]))
+    assert got.item() == pytest.approx(bern, rel=1e-5)
+    # Regression: squared error.
+    assert consistency_loss(torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.tensor([2.0])).item() == pytest.approx(4.0)
+
+
+class BagOfTokens(torch.nn.Module):
+    """Mean of token embeddings through a linear layer: predictions move with every changed token."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.out = torch.nn.Embedding(vocab, 8), torch.nn.Linear(8, 2)
+        torch.nn.init.normal_(self.embed.weight, std=3.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                **_: torch.Tensor) -> object:
+        from types import SimpleNamespace
+
+        m = attention_mask.unsqueeze(-1).float()
+        logits = self.out((self.embed(input_ids) * m).sum(1) / m.sum(1))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SimpleNamespace(logits=logits, loss=loss)
+
+
+def test_text_adversary_consistency_adds_kl_from_the_clean_prediction(tiny_tokenizer: object) -> None:
+    model, b = BagOfTokens(len(tiny_tokenizer)), text_batch(tiny_tokenizer)
+    seen = []
+
+    def run(weight: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+        hook = TextAdversary(AdversarialConfig(method="text", candidates=3, rate=0.5, consistency=weight), tiny_tokenizer, seed=1)
+        clean_loss, clean_out = loss_fn(model, b)
+        assert hook.loss(StepContext(loss_fn, lambda x: None, 0, 1), model, b, clean_loss, clean_out) is clean_loss
+
+        def spying_loss(m: torch.nn.Module, bb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
+            out = loss_fn(m, bb)
+            seen.append(out[1].logits.detach())
+            return out
+
+        trained = []
+        hook.after_backward(StepContext(spying_loss, lambda x: trained.append(x.detach()), 0, 1), model, b)
+        return float(trained[0]), clean_out.logits.detach(), seen[-1]
+
+    plain, _, hard_plain = run(0.0)
+    weighted, clean_logits, hard = run(2.0)
+    torch.testing.assert_close(hard, hard_plain)  # same seed: the same worst copies
+    kl = consistency_loss(clean_logits, hard, b["labels"]).item()
+    assert kl > 1e-3
+    assert weighted == pytest.approx(plain + 2.0 * kl, rel=1e-5)
 
 
 def test_text_adversary_needs_a_tokenizer() -> None:

@@ -149,6 +149,9 @@ class AdversarialConfig(Section):
     perturbation: str = Field("typos", description="text: the perturbation the adversary draws from (typos, case, swap).")
     candidates: int = Field(4, ge=1, le=64, description="text: perturbed copies per example; the one of highest loss is trained on.")
     rate: float = Field(0.2, gt=0.0, le=1.0, description="text: share of words (characters for Chinese) perturbed in a copy.")
+    consistency: float = Field(0.0, ge=0.0,
+        description="text: weight of a KL term that pulls the prediction on the worst copy toward the (fixed) "
+                    "prediction on the clean example, as in TRADES; off at 0.")
 
 
 class TrainConfig(Section):

@@ -11,7 +11,8 @@ loss and backpropagates the loss there on top of the clean gradients.
 * text: the batch is decoded, each example gets N perturbed copies (typos by default, any of
   :data:`lmforge.evaluation.perturb.PERTURBATIONS`), the copy the current model finds hardest
   is kept (worst-of-N, a black-box attack in the discrete input space as in Pruthi et al.,
-  2019), and its loss is trained on. Embedding-space methods leave the model as brittle to
+  2019), and its loss is trained on; ``consistency`` adds a KL term from the clean prediction
+  (held fixed) to the one on that copy (TRADES, Zhang et al., 2019). Embedding-space methods leave the model as brittle to
   misspelled words as before: a typo changes the tokens, not a small step around them.
 
 The embedding methods restore the embeddings before the optimizer step.
@@ -180,6 +181,19 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return (logits.float().reshape(labels.shape) - labels.float()) ** 2
 
 
+def consistency_loss(clean: torch.Tensor, perturbed: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean KL(p_clean || p_perturbed) over the batch, the clean side fixed: of the softmax for class ids,
+    of each label's sigmoid for multi-label targets; squared error for regression."""
+    clean, perturbed = clean.float(), perturbed.float()
+    if labels.dtype == torch.long and labels.dim() == 1:
+        return F.kl_div(F.log_softmax(perturbed, -1), F.log_softmax(clean, -1), log_target=True, reduction="batchmean")
+    if labels.shape == clean.shape:
+        p = torch.sigmoid(clean)
+        kl = p * (F.logsigmoid(clean) - F.logsigmoid(perturbed)) + (1 - p) * (F.logsigmoid(-clean) - F.logsigmoid(-perturbed))
+        return kl.sum(-1).mean()
+    return F.mse_loss(perturbed, clean)
+
+
 @ADVERSARIAL.register("text")
 class TextAdversary(Hook):
     """Worst-of-N perturbed copies of each example (typos by default), trained on beside the clean batch.
@@ -197,8 +211,15 @@ class TextAdversary(Hook):
             raise LmforgeError("train.adversarial.method=text needs the model's tokenizer; it runs in lmforge finetune")
         self.perturb = PERTURBATIONS.get(cfg.perturbation)
         self.tokenizer, self.candidates, self.rate, self.seed = tokenizer, cfg.candidates, cfg.rate, seed
+        self.consistency = cfg.consistency
         self.special = set(tokenizer.all_special_ids)
         self.calls = 0
+        self._clean: torch.Tensor | None = None
+
+    def loss(self, ctx: StepContext, model: nn.Module, batch: Batch, loss: torch.Tensor, outputs: Any) -> torch.Tensor:
+        """Keep the clean logits (without gradients) for the consistency term."""
+        self._clean = outputs.logits.detach() if self.consistency and hasattr(outputs, "logits") else None
+        return loss
 
     def texts(self, batch: Batch) -> list[list[str]]:
         """Each example's text segments (one, or two for pairs), decoded from its token ids."""
@@ -246,7 +267,10 @@ class TextAdversary(Hook):
             length = int(hard["attention_mask"].sum(1).max())
             cut = slice(-length, None) if self.tokenizer.padding_side == "left" else slice(None, length)
             hard = {k: v[:, cut] for k, v in hard.items()}
-        loss, _ = ctx.loss_fn(model, {**hard, "labels": labels})
+        loss, outputs = ctx.loss_fn(model, {**hard, "labels": labels})
+        if self._clean is not None:
+            loss = loss + self.consistency * consistency_loss(self._clean, outputs.logits, labels)
+            self._clean = None
         ctx.backward(loss)
 
     def state_dict(self) -> dict[str, Any]:
