@@ -11,7 +11,8 @@ averaging) saved as one artifact and scored through it; the seeds of the best se
 ensembled too. A TF-IDF + logistic-regression baseline trained on the same sample is reported beside.
 
 Each finished run is cached under .bench/regularization/, so an interrupted benchmark resumes.
-Usage: python benchmarks/regularization.py [--quick] [--seeds N] [--only a,b]. Ends with one JSON line.
+Usage: python benchmarks/regularization.py [--quick] [--seeds N] [--only a,b] [--combos a+b,c+d].
+Ends with one JSON line.
 A partial run (--only a,b) writes benchmarks/results/regularization_a_b.json, not over the full run.
 """
 
@@ -49,6 +50,8 @@ BASE: dict[str, Any] = {
 }
 # Each technique alone: the sections it changes.
 TECHNIQUES: dict[str, dict[str, Any]] = {
+    # Not a regularizer: the new head trained at the body's rate instead of the default head_lr (2e-3).
+    "head_lr_body": {"train": {"head_lr": None}},
     "label_smoothing": {"train": {"label_smoothing": 0.1}},
     "ema": {"train": {"ema_decay": 0.98}},
     "augment": {"data": {"augment": {"ops": ["synonym", "swap", "delete", "insert", "typo"], "factor": 1.0, "rate": 0.1}}},
@@ -208,7 +211,7 @@ def ensemble_of(runs: list[dict[str, Any]], scorer: Scorer) -> dict[str, Any]:
         path = assemble([r["run_dir"] for r in runs], WORK / "ensemble", combine="mean", overwrite=True)
         logits = scorer.score(path)
         np.savez(cache, **logits)
-    return {"combine": "mean", **versus_members(logits, [r["logits"] for r in runs], scorer), "artifact": str(WORK / "ensemble")}
+    return {"combine": "mean", **versus_members(logits, [r["logits"] for r in runs], scorer), "artifact": str((WORK / "ensemble").relative_to(ROOT))}
 
 
 def logit_ensemble(name: str, runs: list[dict[str, Any]], scorer: Scorer) -> dict[str, Any]:
@@ -256,7 +259,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 examples, 1 epoch, 2 seeds, 500 dev texts")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--only", help="comma-separated techniques to run (default: all)")
+    parser.add_argument("--combos", help="comma-separated combinations to run instead of the automatic ones, "
+                                         "each of techniques joined by '+' (e.g. pgd+rdrop,text_adversarial+rdrop)")
     args = parser.parse_args()
+    combos = [c.split("+") for c in args.combos.split(",")] if args.combos else None
+    for combo in combos or []:
+        unknown = [n for n in combo if n not in TECHNIQUES]
+        if unknown or len(combo) < 2:
+            sys.exit(f"--combos: {'+'.join(combo)} needs two or more of {', '.join(TECHNIQUES)}")
+        if any(sum(n in group for n in combo) > 1 for group in (ADVERSARIAL, AUGMENT)):
+            sys.exit(f"--combos: {'+'.join(combo)} takes at most one adversarial method and one augmentation")
     if not SST2.is_dir():
         sys.exit(f"{SST2} not found: this benchmark needs ../shared/data/sst2")
     from lmforge.cli import setup_logging
@@ -280,7 +292,7 @@ def main() -> None:
         results[name] = [run_once(name, TECHNIQUES[name], s, scorer, quick, keep=False) for s in seeds]
         table.append(summarize(name, results[name], scorer))
         report(table, extras, scorer, n_train, final=False)
-    table += run_combinations(table, scorer, seeds, quick, results)
+    table += run_combinations(table, scorer, seeds, quick, results, combos)
     best = max(table[1:], key=lambda r: r["clean_mean"]) if len(table) > 1 else table[0]
     extras["ensemble_best"] = logit_ensemble(best["technique"], results[best["technique"]], scorer)
     extras["ensemble_techniques"] = technique_ensemble(table, results, scorer)
@@ -291,16 +303,18 @@ def main() -> None:
 
 
 def run_combinations(table: list[dict[str, Any]], scorer: Scorer, seeds: list[int], quick: dict[str, Any],
-                     results: dict[str, list]) -> list[dict[str, Any]]:
-    """Combinations of the techniques that beat the baseline alone (by 0.1 point or more): the best two, then all."""
-    base = table[0]["clean_mean"]
-    helped = sorted((r for r in table[1:] if r["clean_mean"] >= base + MIN_GAIN), key=lambda r: -r["clean_mean"])
-    names: list[str] = []
-    for row in helped:  # one adversarial method and one augmentation at most: the best of each
-        group = next((g for g in (ADVERSARIAL, AUGMENT) if row["technique"] in g), None)
-        if group is None or not any(n in group for n in names):
-            names.append(row["technique"])
-    combos = [names[:2]] + ([names] if len(names) > 2 else [])
+                     results: dict[str, list], combos: list[list[str]] | None = None) -> list[dict[str, Any]]:
+    """Combinations of the techniques that beat the baseline alone (by 0.1 point or more): the best two, then all
+    (``combos``, when given, replaces them)."""
+    if combos is None:
+        base = table[0]["clean_mean"]
+        helped = sorted((r for r in table[1:] if r["clean_mean"] >= base + MIN_GAIN), key=lambda r: -r["clean_mean"])
+        names: list[str] = []
+        for row in helped:  # one adversarial method and one augmentation at most: the best of each
+            group = next((g for g in (ADVERSARIAL, AUGMENT) if row["technique"] in g), None)
+            if group is None or not any(n in group for n in names):
+                names.append(row["technique"])
+        combos = [names[:2]] + ([names] if len(names) > 2 else [])
     rows = []
     for combo in (c for c in combos if len(c) >= 2):
         label = "+".join(combo)
