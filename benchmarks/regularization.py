@@ -82,6 +82,8 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def combine(names: list[str]) -> dict[str, Any]:
     """The sections of several techniques together (at most one adversarial method, one augmentation)."""
+    if any(sum(n in group for n in names) > 1 for group in (ADVERSARIAL, AUGMENT)):
+        raise ValueError(f"{'+'.join(names)} takes more than one adversarial method or augmentation")
     out: dict[str, Any] = {}
     for name in names:
         out = merge(out, TECHNIQUES[name])
@@ -267,8 +269,10 @@ def main() -> None:
         unknown = [n for n in combo if n not in TECHNIQUES]
         if unknown or len(combo) < 2:
             sys.exit(f"--combos: {'+'.join(combo)} needs two or more of {', '.join(TECHNIQUES)}")
-        if any(sum(n in group for n in combo) > 1 for group in (ADVERSARIAL, AUGMENT)):
-            sys.exit(f"--combos: {'+'.join(combo)} takes at most one adversarial method and one augmentation")
+        try:
+            combine(combo)
+        except ValueError as e:
+            sys.exit(f"--combos: {e}")
     if not SST2.is_dir():
         sys.exit(f"{SST2} not found: this benchmark needs ../shared/data/sst2")
     from lmforge.cli import setup_logging

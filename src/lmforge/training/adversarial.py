@@ -12,8 +12,9 @@ loss and backpropagates the loss there on top of the clean gradients.
   :data:`lmforge.evaluation.perturb.PERTURBATIONS`), the copy the current model finds hardest
   is kept (worst-of-N, a black-box attack in the discrete input space as in Pruthi et al.,
   2019), and its loss is trained on; ``consistency`` adds a KL term from the clean prediction
-  (held fixed) to the one on that copy (TRADES, Zhang et al., 2019). Embedding-space methods leave the model as brittle to
-  misspelled words as before: a typo changes the tokens, not a small step around them.
+  (held fixed) to the one on that copy (TRADES, Zhang et al., 2019). Embedding-space methods
+  leave the model as brittle to misspelled words as before: a typo changes the tokens, not a
+  small step around them.
 
 The embedding methods restore the embeddings before the optimizer step.
 """
@@ -172,25 +173,34 @@ class FreeLB(Hook):
         return self._per_example(delta + step, self.epsilon, only_if_larger=True)
 
 
+def target_kind(logits: torch.Tensor, labels: torch.Tensor) -> str:
+    """``classes`` (class ids), ``multi_label`` ((B, C) targets) or ``regression``."""
+    if labels.dtype == torch.long and labels.dim() == 1:
+        return "classes"
+    return "multi_label" if labels.shape == logits.shape else "regression"
+
+
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B,) losses of classification (class ids), multi-label (B, C) or regression targets."""
-    if labels.dtype == torch.long and labels.dim() == 1:
+    kind = target_kind(logits, labels)
+    if kind == "classes":
         return F.cross_entropy(logits.float(), labels, reduction="none")
-    if labels.shape == logits.shape:
+    if kind == "multi_label":
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(-1)
     return (logits.float().reshape(labels.shape) - labels.float()) ** 2
 
 
 def consistency_loss(clean: torch.Tensor, perturbed: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean KL(p_clean || p_perturbed) over the batch, the clean side fixed: of the softmax for class ids,
-    of each label's sigmoid for multi-label targets; squared error for regression."""
+    of each label's sigmoid for multi-label targets (summed over labels); squared error for regression."""
     clean, perturbed = clean.float(), perturbed.float()
-    if labels.dtype == torch.long and labels.dim() == 1:
+    kind = target_kind(clean, labels)
+    if kind == "classes":
         return F.kl_div(F.log_softmax(perturbed, -1), F.log_softmax(clean, -1), log_target=True, reduction="batchmean")
-    if labels.shape == clean.shape:
+    if kind == "multi_label":  # cross-entropy against p_clean minus its entropy, per label
         p = torch.sigmoid(clean)
-        kl = p * (F.logsigmoid(clean) - F.logsigmoid(perturbed)) + (1 - p) * (F.logsigmoid(-clean) - F.logsigmoid(-perturbed))
-        return kl.sum(-1).mean()
+        bce = F.binary_cross_entropy_with_logits
+        return (bce(perturbed, p, reduction="none") - bce(clean, p, reduction="none")).sum(-1).mean()
     return F.mse_loss(perturbed, clean)
 
 
