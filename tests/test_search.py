@@ -86,3 +86,28 @@ def test_a_pruned_trial_stops_its_run(tiny_bert: Path, tmp_path: Path) -> None:
     run = tmp_path / "s" / "trials" / "trial-0000"
     assert len(reports) == 1 and (run / "train.log").is_file()  # stopped at its first evaluation
     assert not (run / "model").exists() and not (run / "checkpoints").exists()
+
+
+def test_trial_plot_carries_the_best_past_the_last_complete_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmforge.evaluation import report
+    from lmforge.recipes import search as search_mod
+
+    rows = [{"trial": 0, "state": "complete", "value": 0.80}, {"trial": 1, "state": "pruned", "value": 0.60},
+            {"trial": 2, "state": "complete", "value": 0.85}, {"trial": 3, "state": "complete", "value": 0.82},
+            {"trial": 4, "state": "pruned", "value": 0.70}, {"trial": 5, "state": "fail", "value": None}]
+    drawn: dict[str, list] = {}
+    real_save = report.save_figure
+
+    def save(fig, path):  # record the best-so-far line and the legend, then write the file as usual
+        ax = fig.axes[0]
+        line = ax.get_lines()[0]
+        drawn["x"], drawn["y"] = list(line.get_xdata()), list(line.get_ydata())
+        drawn["labels"] = ax.get_legend_handles_labels()[1]
+        return real_save(fig, path)
+
+    monkeypatch.setattr(report, "save_figure", save)
+    assert search_mod.plot_trials(tmp_path / "s.png", rows, "accuracy", maximize=True) == tmp_path / "s.png"
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert drawn["x"] == [0, 2, 3, 5] and drawn["y"] == [0.80, 0.85, 0.85, 0.85]
+    assert "best: trial 2" in drawn["labels"]
+    assert search_mod.plot_trials(tmp_path / "n.png", rows[1:2], "accuracy", maximize=True) is None

@@ -332,7 +332,13 @@ def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: b
         best = r["value"] if best is None or (r["value"] > best if maximize else r["value"] < best) else best
         xs.append(r["trial"])
         ys.append(best)
+    last = max(r["trial"] for r in rows)
+    if last > xs[-1]:  # trials after the last complete one (pruned, failed) keep the best so far
+        xs.append(last)
+        ys.append(ys[-1])
     ax.step(xs, ys, where="post", color="C1", label="best so far")
+    top = next(r for r in done if r["value"] == best)
+    ax.scatter([top["trial"]], [best], marker="*", s=180, color="C1", edgecolors="black", label=f"best: trial {top['trial']}", zorder=4)
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {metric}")
     ax.legend()
