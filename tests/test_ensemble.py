@@ -91,6 +91,23 @@ def test_assembled_ensemble_predicts_the_mean_of_its_members(two_runs: list[Path
         assemble([out, two_runs[0]], tmp_path / "nested")
 
 
+def test_members_may_come_from_different_base_models(two_runs: list[Path], tiny_llama: Path, tmp_path: Path) -> None:
+    from lmforge.training.ensembles import assemble
+
+    data = write_csv(tmp_path / "toy.csv", toy_rows(160))
+    decoder = lmforge.finetune(tiny_config(tiny_llama, data, tmp_path / "llama", train={"epochs": 2, "lr": 5e-3},
+                                           tuning={"method": "lora", "r": 4})).run_dir
+    out = assemble([two_runs[0], decoder], tmp_path / "mixed")  # a BERT encoder and a LoRA-tuned Llama classifier
+    texts = ["the movie was good", "an awful plot"]
+    ens = lmforge.load(out).predict(texts)
+    members = [lmforge.load(r).predict(texts) for r in (two_runs[0], decoder)]
+    for i, row in enumerate(ens):
+        mean = np.mean([np.log([m[i]["probabilities"]["negative"], m[i]["probabilities"]["positive"]]) for m in members], 0)
+        assert row["probabilities"]["positive"] == pytest.approx(float(softmax(mean)[1]), abs=1e-4)
+    with pytest.raises(LmforgeError, match="adapter artifact; a soup"):
+        assemble([two_runs[0], decoder], tmp_path / "souped", combine="soup")
+
+
 def test_soup_artifact_is_a_plain_model(two_runs: list[Path], tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 

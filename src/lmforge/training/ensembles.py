@@ -168,14 +168,24 @@ def _load_ensemble(path: Path, meta: dict[str, Any], device: str) -> EnsemblePre
         folder = (path / member).resolve()
         if not (folder / META_FILE).is_file():
             raise LmforgeError(f"ensemble {path}: member {folder} is missing; the ensemble folder must keep its members")
-        members.append(ARTIFACTS.get("model")(folder, read_meta(folder), device))
+        member_meta = read_meta(folder)
+        members.append(ARTIFACTS.get(member_meta.get("kind", "model"))(folder, member_meta, device))
     return EnsemblePredictor(path, members, meta["combine"])
 
 
-def _check_members(metas: list[dict[str, Any]], folders: list[Path]) -> None:
+# The artifact kinds a member may be: a fine-tuned model, or a base model with a saved adapter (LoRA,
+# IA3...) and head; both load as a Predictor with logits, so members may come from different base models.
+MEMBER_KINDS = ("model", "adapter")
+
+
+def _check_members(metas: list[dict[str, Any]], folders: list[Path], combine: str) -> None:
     for meta, folder in zip(metas, folders, strict=True):  # the first member too: it may itself be an ensemble
-        if meta.get("kind", "model") != "model":
-            raise LmforgeError(f"{folder} is a {meta['kind']} artifact; ensemble members must be fine-tuned models")
+        kind = meta.get("kind", "model")
+        if kind not in MEMBER_KINDS:
+            raise LmforgeError(f"{folder} is a {kind} artifact; ensemble members must be fine-tuned models or adapters")
+        if combine == "soup" and kind != "model":
+            raise LmforgeError(f"{folder} is an adapter artifact; a soup averages full models' weights "
+                               "(merge the adapter first with `lmforge merge`, or combine by mean or vote)")
         if meta["labels"] != metas[0]["labels"] or meta["task"] != metas[0]["task"]:
             raise LmforgeError(f"{folder} has other labels or another task than {folders[0]}; "
                                "ensemble members must be trained on the same labels (set data.labels)")
@@ -193,7 +203,7 @@ def assemble(runs: Sequence[str | Path], out: str | Path, combine: str = "mean",
     """
     folders = [model_dir(r).resolve() for r in runs]
     metas = [read_meta(f) for f in folders]
-    _check_members(metas, folders)
+    _check_members(metas, folders, combine)
     target = Path(out) / "model"
     if (target / META_FILE).is_file() and not overwrite:
         raise LmforgeError(f"{target} already holds a model; pass overwrite=True or choose another folder")
