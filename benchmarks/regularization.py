@@ -4,11 +4,15 @@ minilm-l6 is fine-tuned on a fixed 1,000-example sample of ../shared/data/sst2/t
 seeds per setting and scored on sst2/dev.tsv (all 6,735 texts, clean) and on a typo-perturbed copy
 of a fixed 2,000-text subset of it (``lmforge.evaluation.perturb.typos``, rate 0.2, seed 0). The
 baseline is the default recipe (lr 5e-5, 4 epochs, 10% warmup, weight decay 0.01, dropout 0.1);
-each technique adds one switch (TECHNIQUES). The combinations join the techniques whose mean clean
-accuracy beat the baseline's by 0.1 point or more (at most one adversarial method and one
-augmentation): the best two, then all. The 5 baseline runs also form a 5-member ensemble (logit
-averaging) saved as one artifact and scored through it; the seeds of the best setting are
-ensembled too. A TF-IDF + logistic-regression baseline trained on the same sample is reported beside.
+each technique adds one switch (TECHNIQUES). One of them, "search", takes the best values of an
+``lmforge search`` (Optuna TPE, 16 trials over lr, head_lr and epochs) run on an 800/200 split of
+the same 1,000 examples, so no dev text is seen while choosing them. The combinations join the
+techniques whose mean clean accuracy beat the baseline's by 0.1 point or more (at most one
+adversarial method, one augmentation and one hyperparameter change): the best two, then all. A
+combination of one adversarial method with settings X is also compared with the row X, for the
+typo drop within one recipe. The 5 baseline runs also form a 5-member ensemble (logit averaging)
+saved as one artifact and scored through it; the seeds of the best setting are ensembled too. A
+TF-IDF + logistic-regression baseline trained on the same sample is reported beside.
 
 Each finished run is cached under .bench/regularization/, so an interrupted benchmark resumes.
 Usage: python benchmarks/regularization.py [--quick] [--seeds N] [--only a,b] [--combos a+b,c+d].
@@ -66,9 +70,28 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "text_adversarial_kl": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2,
                                                        "consistency": 1.0}}},
 }
-# The groups a combination takes at most one of: the techniques that set train.adversarial, data.augment.
+# Hyperparameter search (``lmforge search``, Optuna TPE with median pruning) on a split of the same
+# 1,000 examples: 800 train, 200 validate; the dev set is never seen. Its best values become the
+# "search" technique, trained on all 1,000 like every other row. Not a regularizer either.
+SEARCH_SPACE: dict[str, Any] = {
+    "train.lr": {"type": "float", "low": 1e-5, "high": 3e-4, "log": True},
+    "train.head_lr": [None, 5e-4, 2e-3, 5e-3],
+    "train.epochs": {"type": "int", "low": 3, "high": 8},
+}
+SEARCH_TRIALS, SEARCH_VALIDATION = 16, 0.2
+TECHNIQUES["search"] = {}  # filled in from the search's best trial before any run uses it
+# A second base model, for ensembles whose members disagree more than fine-tunes of one checkpoint:
+# SmolLM2-135M with a classification head and LoRA (r 16) at LoRA's usual rate. Not a regularizer,
+# and never put into a combination.
+TECHNIQUES["smollm2_lora"] = {"model": {"name": "smollm2-135m"}, "tuning": {"method": "lora", "r": 16},
+                              "train": {"lr": 2e-3, "head_lr": None}}
+OTHER_MODELS = ("smollm2_lora",)
+# The groups a combination takes at most one of: the techniques that set train.adversarial, data.augment,
+# and the two that set the recipe's hyperparameters.
 ADVERSARIAL = tuple(n for n, t in TECHNIQUES.items() if "adversarial" in t.get("train", {}))
 AUGMENT = tuple(n for n, t in TECHNIQUES.items() if "augment" in t.get("data", {}))
+HYPERPARAMETERS = ("head_lr_body", "search")
+GROUPS = (ADVERSARIAL, AUGMENT, HYPERPARAMETERS)
 MIN_GAIN = 0.001  # a technique "helped" when its mean clean accuracy beats the baseline's by this much
 
 
@@ -81,9 +104,12 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def combine(names: list[str]) -> dict[str, Any]:
-    """The sections of several techniques together (at most one adversarial method, one augmentation)."""
-    if any(sum(n in group for n in names) > 1 for group in (ADVERSARIAL, AUGMENT)):
-        raise ValueError(f"{'+'.join(names)} takes more than one adversarial method or augmentation")
+    """The sections of several techniques together (at most one adversarial method, one augmentation,
+    one hyperparameter change)."""
+    if any(n in OTHER_MODELS for n in names):
+        raise ValueError(f"{'+'.join(names)}: {', '.join(OTHER_MODELS)} is another base model, for ensembles, not combinations")
+    if any(sum(n in group for n in names) > 1 for group in GROUPS):
+        raise ValueError(f"{'+'.join(names)} takes more than one adversarial method, augmentation or hyperparameter change")
     out: dict[str, Any] = {}
     for name in names:
         out = merge(out, TECHNIQUES[name])
@@ -173,6 +199,40 @@ def train_sample(n: int) -> tuple[list[str], np.ndarray]:
     return [texts[i] for i in index], gold[index]
 
 
+def sample_data(n: int) -> dict[str, Any]:
+    """``data`` settings that read exactly the ``n``-example training sample (written once as a CSV), so that a
+    split (k-fold, validation) divides those examples and no others."""
+    sample = write_rows(WORK / f"sample-{n}.csv", list(zip(*train_sample(n), strict=True)))
+    return {"train": str(sample), "text_column": "text", "max_train_samples": None}
+
+
+def hyperparameter_search(quick: dict[str, Any], n_train: int) -> dict[str, Any]:
+    """Run (or reopen) ``lmforge search`` over SEARCH_SPACE on a split of the training sample and make its
+    best values the "search" technique. The study lives in .bench/regularization/search/, so a rerun
+    reuses its finished trials."""
+    from lmforge.config import set_key
+    from lmforge.recipes.search import search
+
+    cfg = merge(merge(BASE, quick), {
+        "data": {**sample_data(n_train), "split": {"validation": SEARCH_VALIDATION, "seed": SAMPLE_SEED}},
+        "train": {"seed": 0},
+        "search": {"trials": 3 if quick else SEARCH_TRIALS, "pruner": "median", "space": SEARCH_SPACE},
+        "output": {"dir": str(WORK / "search"), "name": "search", "overwrite": False}})
+    start = time.perf_counter()
+    result = search(cfg, jobs=1)
+    sections: dict[str, Any] = {}
+    for key, value in result.best_params.items():
+        set_key(sections, key, value)
+    TECHNIQUES["search"] = sections
+    finished = [r for r in result.rows if r["state"] in ("complete", "pruned")]
+    return {"trials": len(finished), "pruned": sum(r["state"] == "pruned" for r in finished),
+            "validation_examples": round(SEARCH_VALIDATION * n_train), "metric": result.metric,
+            "best_value": result.best_value, "best_params": result.best_params, "space": SEARCH_SPACE,
+            "trial_seconds": round(sum(r["seconds"] or 0 for r in finished), 1),
+            "seconds_this_invocation": round(time.perf_counter() - start, 1),
+            "study": str((WORK / "search").relative_to(ROOT))}
+
+
 def tfidf_baseline(scorer: Scorer, n: int) -> float:
     """TF-IDF + logistic regression on the same training sample, accuracy on the clean dev texts."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -226,29 +286,33 @@ def kfold_ensemble(scorer: Scorer, quick: dict[str, Any], n_train: int, baseline
     """A k-fold ensemble of the same training sample: member i trains on the other folds (and picks its
     best epoch on fold i), the members' logits are averaged. Members see different data, so they
     disagree more than seeds; each also sees a fifth less of it."""
-    sample = write_rows(WORK / f"sample-{n_train}.csv", list(zip(*train_sample(n_train), strict=True)))
-    runs = [run_once(f"kfold{fold}", {"data": {"train": str(sample), "text_column": "text", "max_train_samples": None,
-                                               "split": {"folds": folds, "fold": fold, "seed": SAMPLE_SEED}}},
+    runs = [run_once(f"kfold{fold}", {"data": {**sample_data(n_train), "split": {"folds": folds, "fold": fold, "seed": SAMPLE_SEED}}},
                      0, scorer, quick, keep=False) for fold in range(folds)]
     members = [r["logits"] for r in runs]
     out = versus_members(mean_logits(members), members, scorer)
     return {**out, "gain_over_baseline_mean": round(out["accuracy"] - baseline, 4)}
 
 
-def technique_ensemble(table: list[dict[str, Any]], results: dict[str, list], scorer: Scorer, size: int = 5) -> dict[str, Any]:
-    """Ensembles of different settings: per seed, the logits of the ``size`` best settings' runs averaged.
+def technique_ensemble(names: list[str], results: dict[str, list], scorer: Scorer, baseline: float) -> dict[str, Any]:
+    """Ensembles of different settings: per seed, the logits of the runs of ``names`` averaged.
 
-    Members trained with different techniques disagree more than seeds of one setting, which is
-    what averaging needs. Reported per seed against that seed's best member, and as mean over seeds.
+    Members trained with different techniques (or from different base models) disagree more than
+    seeds of one setting, which is what averaging needs. Reported per seed against that seed's best
+    member, and as mean over seeds.
     """
-    names = [r["technique"] for r in sorted(table, key=lambda r: -r["clean_mean"])[:size]]
     seeds = min(len(results[n]) for n in names)
     per_seed = [versus_members(mean_logits(m), m, scorer) for m in ([results[n][s]["logits"] for n in names] for s in range(seeds))]
     accuracy = float(np.mean([e["accuracy"] for e in per_seed]))
     return {"members": len(names), "settings": names, "seeds": seeds, "accuracy_mean": round(accuracy, 4),
             "best_member_mean": round(float(np.mean([e["best_member"] for e in per_seed])), 4),
             "gain_over_best_member_mean": round(float(np.mean([e["gain_over_best_member"] for e in per_seed])), 4),
-            "gain_over_baseline_mean": round(accuracy - table[0]["clean_mean"], 4)}
+            "gain_over_baseline_mean": round(accuracy - baseline, 4)}
+
+
+def best_settings(table: list[dict[str, Any]], size: int, models: bool = True) -> list[str]:
+    """The ``size`` settings with the best mean clean accuracy (``models=False``: minilm-l6 ones only)."""
+    rows = [r for r in table if models or r["technique"] not in OTHER_MODELS]
+    return [r["technique"] for r in sorted(rows, key=lambda r: -r["clean_mean"])[:size]]
 
 
 # The machine this invocation timed its runs on: the cores, and the load average when it began.
@@ -289,9 +353,13 @@ def main() -> None:
     scorer = Scorer(500 if args.quick else None)
     names = args.only.split(",") if args.only else list(TECHNIQUES)
     n_train = 200 if args.quick else 1000
+    searched = None
+    if "search" in names or any("search" in c for c in combos or []):
+        searched = hyperparameter_search(quick, n_train)
     results = {"baseline": [run_once("baseline", {}, s, scorer, quick, keep=True) for s in seeds]}
     table = [summarize("baseline", results["baseline"], scorer)]
-    extras = {"ensemble": ensemble_of(results["baseline"], scorer), "tfidf": round(tfidf_baseline(scorer, n_train), 4)}
+    extras = {"ensemble": ensemble_of(results["baseline"], scorer), "tfidf": round(tfidf_baseline(scorer, n_train), 4),
+              "search": searched}
     for name in names:
         results[name] = [run_once(name, TECHNIQUES[name], s, scorer, quick, keep=False) for s in seeds]
         table.append(summarize(name, results[name], scorer))
@@ -299,7 +367,11 @@ def main() -> None:
     table += run_combinations(table, scorer, seeds, quick, results, combos)
     best = max(table[1:], key=lambda r: r["clean_mean"]) if len(table) > 1 else table[0]
     extras["ensemble_best"] = logit_ensemble(best["technique"], results[best["technique"]], scorer)
-    extras["ensemble_techniques"] = technique_ensemble(table, results, scorer)
+    extras["ensemble_techniques"] = technique_ensemble(best_settings(table, 5), results, scorer, table[0]["clean_mean"])
+    # The 4 best minilm-l6 settings and the second base model, when it ran: members from two checkpoints.
+    other = [n for n in OTHER_MODELS if n in results]
+    extras["ensemble_two_models"] = (technique_ensemble(best_settings(table, 5 - len(other), models=False) + other, results,
+                                                        scorer, table[0]["clean_mean"]) if other else None)
     extras["ensemble_kfold"] = kfold_ensemble(scorer, quick, n_train, table[0]["clean_mean"])
     # A partial run (--only) writes beside the full run's results instead of over them.
     report(table, extras, scorer, n_train, final=True,
@@ -312,10 +384,11 @@ def run_combinations(table: list[dict[str, Any]], scorer: Scorer, seeds: list[in
     (``combos``, when given, replaces them)."""
     if combos is None:
         base = table[0]["clean_mean"]
-        helped = sorted((r for r in table[1:] if r["clean_mean"] >= base + MIN_GAIN), key=lambda r: -r["clean_mean"])
+        helped = sorted((r for r in table[1:] if r["clean_mean"] >= base + MIN_GAIN and r["technique"] not in OTHER_MODELS),
+                        key=lambda r: -r["clean_mean"])
         names: list[str] = []
-        for row in helped:  # one adversarial method and one augmentation at most: the best of each
-            group = next((g for g in (ADVERSARIAL, AUGMENT) if row["technique"] in g), None)
+        for row in helped:  # one adversarial method, augmentation, hyperparameter change at most: the best of each
+            group = next((g for g in GROUPS if row["technique"] in g), None)
             if group is None or not any(n in group for n in names):
                 names.append(row["technique"])
         combos = [names[:2]] + ([names] if len(names) > 2 else [])
@@ -334,6 +407,16 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
     best = max(table[1:], key=lambda r: r["clean_mean"]) if len(table) > 1 else base
     adversarial = [r for r in table[1:] if r["technique"] in ADVERSARIAL]
     reductions = {r["technique"]: round(1 - r["drop_mean"] / base["drop_mean"], 4) for r in adversarial if base["drop_mean"] > 0}
+    # Adversarial training measured within one recipe: a combination X+adv against the row X, when both ran.
+    rows = {r["technique"]: r for r in table}
+    same_recipe = {}
+    for r in table:
+        parts = r["technique"].split("+")
+        if len(parts) > 1 and sum(p in ADVERSARIAL for p in parts) == 1:
+            partner = rows.get("+".join(p for p in parts if p not in ADVERSARIAL))
+            if partner and partner["drop_mean"] > 0:
+                same_recipe[r["technique"]] = {"against": partner["technique"],
+                                               "reduction": round(1 - r["drop_mean"] / partner["drop_mean"], 4)}
     print(f"{'technique':<34}{'clean':>16}{'typos':>16}{'drop':>9}{'s/run':>8}", file=sys.stderr)
     for r in table:
         print(f"{r['technique']:<34}{r['clean_mean']:>9.4f} ±{r['clean_std']:.4f}{r['typo_mean']:>9.4f} ±{r['typo_std']:.4f}"
@@ -346,7 +429,9 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
     gains = {kind: gain for kind, gain, members in (
         ("seeds", ensemble["gain_over_best_member"], ensemble["members"]),
         ("kfold", extras["ensemble_kfold"]["gain_over_best_member"], extras["ensemble_kfold"]["members"]),
-        ("settings", extras["ensemble_techniques"]["gain_over_best_member_mean"], extras["ensemble_techniques"]["members"]))
+        ("settings", extras["ensemble_techniques"]["gain_over_best_member_mean"], extras["ensemble_techniques"]["members"]),
+        ("two_models", (extras["ensemble_two_models"] or {}).get("gain_over_best_member_mean"),
+         (extras["ensemble_two_models"] or {}).get("members")))
         if members == 5}
     out = {
         "baseline_accuracy": base["clean_mean"],
@@ -357,6 +442,10 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
         "best_combo_gain": round(best["clean_mean"] - base["clean_mean"], 4),
         "adversarial_drop_reduction": max(reductions.values()) if reductions else None,
         "adversarial_drop_reduction_by_method": reductions,
+        # The same cut with a tuned recipe: X+adversarial against X itself (not against the default baseline).
+        "adversarial_drop_reduction_same_recipe": max((v["reduction"] for v in same_recipe.values()), default=None),
+        "adversarial_drop_reduction_same_recipe_by_combo": same_recipe,
+        "search": extras["search"],
         # The 5-member ensemble with the largest gain over its own best member (seeds, k-fold, or settings).
         "ensemble_gain": max(gains.values(), default=None),
         "ensemble_gain_kind": max(gains, key=gains.get, default=None),
@@ -364,6 +453,7 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
         "ensemble_of_best_setting": extras["ensemble_best"],
         "ensemble_of_settings": extras["ensemble_techniques"],
         "ensemble_kfold": extras["ensemble_kfold"],
+        "ensemble_two_models": extras["ensemble_two_models"],
         "tfidf_logreg_accuracy": extras["tfidf"],
         "table": table,
         "setup": {"train_examples": n_train, "dev_texts": len(scorer.texts), "typo_subset": len(scorer.typo_texts),
