@@ -69,6 +69,11 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "text_adversarial_r3": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.3}}},
     "text_adversarial_kl": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2,
                                                        "consistency": 1.0}}},
+    # The same with the consistency term weighted 3 and 6 (TRADES' beta; its paper uses 1 to 6).
+    "text_adversarial_kl3": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2,
+                                                        "consistency": 3.0}}},
+    "text_adversarial_kl6": {"train": {"adversarial": {"method": "text", "perturbation": "typos", "candidates": 4, "rate": 0.2,
+                                                        "consistency": 6.0}}},
 }
 # Hyperparameter search (``lmforge search``, Optuna TPE with median pruning) on a split of the same
 # 1,000 examples: 800 train, 200 validate; the dev set is never seen. Its best values become the
