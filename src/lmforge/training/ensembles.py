@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, Scored, model_dir, read_meta
+from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, Scored, load, model_dir, read_meta
 from lmforge.config import DataConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
@@ -168,8 +168,7 @@ def _load_ensemble(path: Path, meta: dict[str, Any], device: str) -> EnsemblePre
         folder = (path / member).resolve()
         if not (folder / META_FILE).is_file():
             raise LmforgeError(f"ensemble {path}: member {folder} is missing; the ensemble folder must keep its members")
-        member_meta = read_meta(folder)
-        members.append(ARTIFACTS.get(member_meta.get("kind", "model"))(folder, member_meta, device))
+        members.append(load(folder, device))  # each member by its own kind's loader
     return EnsemblePredictor(path, members, meta["combine"])
 
 
@@ -184,7 +183,7 @@ def _check_members(metas: list[dict[str, Any]], folders: list[Path], combine: st
         if kind not in MEMBER_KINDS:
             raise LmforgeError(f"{folder} is a {kind} artifact; ensemble members must be fine-tuned models or adapters")
         if combine == "soup" and kind != "model":
-            raise LmforgeError(f"{folder} is an adapter artifact; a soup averages full models' weights "
+            raise LmforgeError(f"{folder} is an {kind} artifact; a soup averages full models' weights "
                                "(merge the adapter first with `lmforge merge`, or combine by mean or vote)")
         if meta["labels"] != metas[0]["labels"] or meta["task"] != metas[0]["task"]:
             raise LmforgeError(f"{folder} has other labels or another task than {folders[0]}; "
