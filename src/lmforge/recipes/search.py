@@ -327,9 +327,10 @@ def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: b
     if pruned:
         ax.scatter([r["trial"] for r in pruned], [r["value"] for r in pruned], facecolors="none", edgecolors="grey",
                    label="pruned (last value)", zorder=2)
-    best, xs, ys = None, [], []
+    best, top, xs, ys = None, None, [], []
     for r in done:
-        best = r["value"] if best is None or (r["value"] > best if maximize else r["value"] < best) else best
+        if best is None or (r["value"] > best if maximize else r["value"] < best):
+            best, top = r["value"], r["trial"]
         xs.append(r["trial"])
         ys.append(best)
     last = max(r["trial"] for r in rows)
@@ -337,8 +338,7 @@ def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: b
         xs.append(last)
         ys.append(ys[-1])
     ax.step(xs, ys, where="post", color="C1", label="best so far")
-    top = next(r for r in done if r["value"] == best)
-    ax.scatter([top["trial"]], [best], marker="*", s=180, color="C1", edgecolors="black", label=f"best: trial {top['trial']}", zorder=4)
+    ax.scatter([top], [best], marker="*", s=180, color="C1", edgecolors="black", label=f"best: trial {top}", zorder=4)
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {metric}")
     ax.legend()
