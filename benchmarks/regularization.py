@@ -431,13 +431,11 @@ def report(table: list[dict[str, Any]], extras: dict[str, Any], scorer: Scorer, 
     print(f"ensemble of the {ensemble['members']} baseline seeds: {ensemble['accuracy']:.4f} "
           f"(best member {ensemble['best_member']:.4f}); TF-IDF + LR on the same {n_train} examples: {extras['tfidf']:.4f}")
     # The target is for 5-member ensembles; a partial run may have fewer settings to average.
-    gains = {kind: gain for kind, gain, members in (
-        ("seeds", ensemble["gain_over_best_member"], ensemble["members"]),
-        ("kfold", extras["ensemble_kfold"]["gain_over_best_member"], extras["ensemble_kfold"]["members"]),
-        ("settings", extras["ensemble_techniques"]["gain_over_best_member_mean"], extras["ensemble_techniques"]["members"]),
-        ("two_models", (extras["ensemble_two_models"] or {}).get("gain_over_best_member_mean"),
-         (extras["ensemble_two_models"] or {}).get("members")))
-        if members == 5}
+    # Seed and k-fold ensembles are one ensemble (gain_over_best_member); per-seed ones a mean over seeds.
+    kinds = {"seeds": ensemble, "kfold": extras["ensemble_kfold"], "settings": extras["ensemble_techniques"],
+             "two_models": extras["ensemble_two_models"]}
+    gains = {kind: e.get("gain_over_best_member", e.get("gain_over_best_member_mean"))
+             for kind, e in kinds.items() if e and e["members"] == 5}
     out = {
         "baseline_accuracy": base["clean_mean"],
         "baseline_std": base["clean_std"],
