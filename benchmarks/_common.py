@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 def setup_logging(quiet: bool = False) -> None:
     """lmforge's log on stderr, so the JSON line on stdout stays alone."""
-    from lmforge.cli import setup_logging as cli_logging
+    from lmforge.logs import setup_logging as lmforge_logging
 
-    cli_logging(quiet)
+    lmforge_logging(quiet)
 
 
 def shared_file(*parts: str) -> Path:
@@ -54,22 +54,11 @@ def write_rows(path: Path, rows: Sequence[tuple[str, str]]) -> Path:
     return path
 
 
-def tfidf_baseline(train: Sequence[tuple[str, str]], test: Sequence[tuple[str, str]], analyzer: str, ngrams: tuple[int, int],
-                   seed: int = 0) -> list[str]:
-    """Predictions of TF-IDF + logistic regression, C picked by 5-fold cross-validation on ``train``."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
+def tfidf_baseline(train: Sequence[tuple[str, str]], test: Sequence[tuple[str, str]], seed: int = 0) -> list[str]:
+    """Predictions of lmforge's TF-IDF + logistic regression baseline (C tuned on ``train``) for the ``test`` texts."""
+    from lmforge.evaluation.baselines import tfidf_predict
 
-    from lmforge.data.normalize import make_normalizer
-
-    norm = make_normalizer("nfkc")
-    pipe = make_pipeline(TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, preprocessor=norm),
-                         LogisticRegression(max_iter=3000, random_state=seed))
-    search = GridSearchCV(pipe, {"logisticregression__C": [1.0, 3.0, 10.0, 30.0]}, cv=5, n_jobs=1)
-    search.fit([t for t, _ in train], [y for _, y in train])
-    return list(search.predict([t for t, _ in test]))
+    return [str(y) for y in tfidf_predict([t for t, _ in train], [y for _, y in train], [t for t, _ in test], seed)]
 
 
 def accuracy(pred: Sequence[str], gold: Sequence[str], index: Sequence[int] | None = None) -> float:

@@ -181,7 +181,7 @@ def main() -> None:
     unseen = [i for i, (t, _) in enumerate(dev_rows) if t not in seen]
     gold = [y for _, y in dev_rows]
     log(f"chnsenticorp: {len(train_rows)} train, {len(dev_rows)} dev ({len(unseen)} not in train)")
-    tfidf = tfidf_baseline(train_rows, dev_rows, "char", (1, 3))
+    tfidf = tfidf_baseline(train_rows, dev_rows)
     run, wall, pre_metrics = pretrained_model(work, corpus, s)
     scores: dict[str, float] = {}
     for name, model in (("pretrained", run), ("random_init", random_init_model(work, s))):

@@ -109,7 +109,7 @@ def main() -> None:
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join(t for t, _ in keep) + "\n", encoding="utf-8")
     log(f"financial_phrasebank: {len(keep)} for fine-tuning and adaptation, {len(test)} held out")
-    tfidf = tfidf_baseline(keep, test, "word", (1, 2))
+    tfidf = tfidf_baseline(keep, test)
     adapted, wall = adapt(work, corpus, args.quick)
     result = {
         **scores("minilm-l6", "without_dapt", work, train_csv, test, seeds, args.quick),

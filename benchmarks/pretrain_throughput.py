@@ -125,7 +125,7 @@ def child_peak_rss(corpus: Path, work: Path) -> tuple[float, float]:
         "train": {"max_steps": 5, "batch_size": BATCH, "lr": LR, "log_every": 1},
         "output": {"dir": str(work / "stream_run"), "overwrite": True, "tensorboard": False, "report": False},
     }
-    code = ("import json, re, sys; sys.path.insert(0, 'src'); from lmforge.cli import setup_logging; setup_logging(False); "
+    code = ("import json, re, sys; sys.path.insert(0, 'src'); from lmforge.logs import setup_logging; setup_logging(False); "
             f"from lmforge.recipes.pretrain import pretrain; pretrain(json.loads({json.dumps(json.dumps(cfg))})); "
             "kb = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); print(json.dumps({'kb': kb}))")
     start = time.perf_counter()

@@ -239,15 +239,11 @@ def hyperparameter_search(quick: dict[str, Any], n_train: int) -> dict[str, Any]
 
 
 def tfidf_baseline(scorer: Scorer, n: int) -> float:
-    """TF-IDF + logistic regression on the same training sample, accuracy on the clean dev texts."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+    """lmforge's TF-IDF + logistic regression on the same training sample, accuracy on the clean dev texts."""
+    from lmforge.evaluation.baselines import tfidf_predict
 
     texts, gold = train_sample(n)
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(C=10, max_iter=2000))
-    model.fit(texts, gold)
-    return float((model.predict(scorer.texts) == scorer.gold).mean())
+    return float((np.asarray(tfidf_predict(texts, gold, scorer.texts)) == scorer.gold).mean())
 
 
 def mean_logits(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -268,7 +264,7 @@ def versus_members(logits: dict[str, np.ndarray], members: list[dict[str, np.nda
 
 def ensemble_of(runs: list[dict[str, Any]], scorer: Scorer) -> dict[str, Any]:
     """The baseline seeds as one ensemble artifact (logit averaging), scored like a single run (cached)."""
-    from lmforge.training.ensembles import assemble
+    from lmforge.artifacts import assemble
 
     cache = WORK / "ensemble" / "scores.npz"
     if cache.is_file():
@@ -344,7 +340,7 @@ def main() -> None:
             sys.exit(f"--combos: {e}")
     if not SST2.is_dir():
         sys.exit(f"{SST2} not found: this benchmark needs ../shared/data/sst2")
-    from lmforge.cli import setup_logging
+    from lmforge.logs import setup_logging
 
     setup_logging(True)
     global WORK

@@ -67,8 +67,8 @@ def main() -> None:
     if not SST2.is_dir():
         sys.exit(f"{SST2} not found: this benchmark needs ../shared/data/sst2")
     import lmforge
-    from lmforge.cli import setup_logging
     from lmforge.evaluation.baselines import fit_tfidf_logreg
+    from lmforge.logs import setup_logging
 
     setup_logging(False)
     overrides = [f"data.train={SST2 / 'train.tsv'}", f"data.test={SST2 / 'dev.tsv'}", "output.overwrite=true",

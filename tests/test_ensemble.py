@@ -72,7 +72,7 @@ def two_runs(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
 
 
 def test_assembled_ensemble_predicts_the_mean_of_its_members(two_runs: list[Path], tmp_path: Path) -> None:
-    from lmforge.training.ensembles import assemble
+    from lmforge.artifacts import assemble
 
     out = assemble(two_runs, tmp_path / "ens")
     meta = json.loads((out / "model" / "lmforge.json").read_text())
@@ -92,7 +92,7 @@ def test_assembled_ensemble_predicts_the_mean_of_its_members(two_runs: list[Path
 
 
 def test_members_may_come_from_different_base_models(two_runs: list[Path], tiny_llama: Path, tmp_path: Path) -> None:
-    from lmforge.training.ensembles import assemble
+    from lmforge.artifacts import assemble
 
     data = write_csv(tmp_path / "toy.csv", toy_rows(160))
     decoder = lmforge.finetune(tiny_config(tiny_llama, data, tmp_path / "llama", train={"epochs": 2, "lr": 5e-3},
@@ -111,7 +111,8 @@ def test_members_may_come_from_different_base_models(two_runs: list[Path], tiny_
 def test_soup_artifact_is_a_plain_model(two_runs: list[Path], tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    from lmforge.training.ensembles import assemble, load_state
+    from lmforge.artifacts import assemble
+    from lmforge.training.ensembles import load_state
 
     out = assemble(two_runs, tmp_path / "soup", combine="soup")
     model = AutoModelForSequenceClassification.from_pretrained(out / "model")

@@ -5,22 +5,25 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+import lmforge
 from conftest import build_tiny_llama
+from lmforge.artifacts import generate
 from lmforge.cli import main
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.generation import Generator, TextStream, cut_at_stop, generate
+from lmforge.generation import Generator, TextStream, cut_at_stop
 
 
 @pytest.fixture(scope="module")
-def generator(tiny_llama: Path) -> Generator:
-    return Generator.load(str(tiny_llama), device="cpu")
+def generator(tiny_llama: Path) -> Any:
+    return lmforge.load(str(tiny_llama), device="cpu")
 
 
-def test_sampling_is_deterministic_under_a_seed(generator: Generator) -> None:
+def test_sampling_is_deterministic_under_a_seed(generator: Any) -> None:
     opts = {"max_new_tokens": 12, "temperature": 1.0, "top_k": 50, "top_p": 0.95}
     first = generator.generate("the movie", seed=7, **opts)
     assert generator.generate("the movie", seed=7, **opts) == first
@@ -28,7 +31,7 @@ def test_sampling_is_deterministic_under_a_seed(generator: Generator) -> None:
     assert others - {first}
 
 
-def test_greedy_matches_plain_transformers(generator: Generator, tiny_llama: Path) -> None:
+def test_greedy_matches_plain_transformers(generator: Any, tiny_llama: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, tok = AutoModelForCausalLM.from_pretrained(tiny_llama).eval(), AutoTokenizer.from_pretrained(tiny_llama)
@@ -39,19 +42,19 @@ def test_greedy_matches_plain_transformers(generator: Generator, tiny_llama: Pat
     assert generator.generate("a very good film", max_new_tokens=10, chat=False) == expected
 
 
-def test_batches_keep_order_and_equal_single_prompts(generator: Generator) -> None:
+def test_batches_keep_order_and_equal_single_prompts(generator: Any) -> None:
     prompts = ["the plot", "a very very long prompt about the actor and the story", "it"]
     batched = generator.generate(prompts, max_new_tokens=6, batch_size=2)
     assert batched == [generator.generate(p, max_new_tokens=6) for p in prompts]
 
 
-def test_repetition_penalty_changes_greedy_output(generator: Generator) -> None:
+def test_repetition_penalty_changes_greedy_output(generator: Any) -> None:
     plain = generator.generate("the movie", max_new_tokens=20)
     penalized = generator.generate("the movie", max_new_tokens=20, repetition_penalty=5.0)
     assert plain != penalized
 
 
-def test_stop_strings_are_cut_and_streaming_matches(generator: Generator) -> None:
+def test_stop_strings_are_cut_and_streaming_matches(generator: Any) -> None:
     full = generator.generate("the movie", max_new_tokens=20, temperature=1.0, seed=1)
     stop = full[len(full) // 2:len(full) // 2 + 2]
     assert stop.strip(), f"the seeded sample {full!r} gives no usable stop string; pick another seed"
@@ -78,12 +81,12 @@ def test_text_stream_holds_back_possible_stop_prefixes() -> None:
     assert out.getvalue() == "ok "
 
 
-def test_options_are_checked(generator: Generator, tmp_path: Path) -> None:
+def test_options_are_checked(generator: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="temperature"):
         generator.generate("x", temperature=-1)
     with pytest.raises(ConfigError, match="unknown key 'top_q'"):
         generator.generate("x", top_q=0.5)
-    plain = Generator.load(str(build_tiny_llama(tmp_path / "plain", chat_template=False)), device="cpu")
+    plain = lmforge.load(str(build_tiny_llama(tmp_path / "plain", chat_template=False)), device="cpu")
     with pytest.raises(LmforgeError, match="no chat template"):
         plain.generate("x", chat=True)
     with pytest.raises(LmforgeError, match="one prompt at a time"):
@@ -110,7 +113,7 @@ def test_chat_template_is_applied_when_present(tiny_llama: Path, tmp_path: Path)
 def test_cli_streams_and_writes_files(tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["generate", str(tiny_llama), "the movie", "--max-new-tokens", "5", "--seed", "1"]) == 0
     printed = capsys.readouterr().out
-    assert printed.strip() == Generator.load(str(tiny_llama)).generate("the movie", max_new_tokens=5).strip()
+    assert printed.strip() == lmforge.load(str(tiny_llama)).generate("the movie", max_new_tokens=5).strip()
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("the movie\na plot\nit was\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"

@@ -51,17 +51,15 @@ def test_mlm_steps_reduce_the_loss(tiny_bert: Path, corpus: Path, tmp_path: Path
     assert {"mlm_accuracy", "mlm_perplexity"} <= set(result.metrics)
     assert ("nsp_accuracy" in result.metrics) == nsp
     meta = json.loads((result.run_dir / "model" / "lmforge.json").read_text())
-    assert meta["kind"] == "pretrained" and meta["objectives"] == result.objectives
+    assert meta["kind"] == "encoder" and meta["objectives"] == result.objectives
 
 
 def test_clm_steps_reduce_the_loss_and_generate(tiny_llama: Path, corpus: Path, tmp_path: Path) -> None:
-    from lmforge.generation import Generator
-
     result = pretrain(pretrain_config({"name": str(tiny_llama)}, corpus, tmp_path / "run"))
     losses = train_losses(result.run_dir)
     assert result.objectives == ["clm"]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
-    generator = Generator.load(str(result.run_dir))
+    generator = lmforge.load(result.run_dir)
     assert result.metrics["clm_perplexity"] < len(generator.tokenizer)
     text = generator.generate("the movie", max_new_tokens=5)
     assert isinstance(text, str)

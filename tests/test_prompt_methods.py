@@ -70,7 +70,7 @@ def test_every_method_runs_and_saves_a_predictable_artifact(tiny_bert: Path, tin
         metrics = predictor.evaluate(small_csv)
         assert 0.0 <= metrics["accuracy"] <= 1.0, name
     kinds = {name: json.loads((path / "lmforge.json").read_text())["kind"] for name, path in result.artifacts.items()}
-    assert kinds["setfit-k2"] == "setfit" and kinds["head-k2"] == "model" and kinds["icl-k2"] == "prompt"
+    assert kinds["setfit-k2"] == "setfit" and kinds["head-k2"] == "classifier" and kinds["icl-k2"] == "prompt"
 
 
 def test_saved_artifact_reproduces_protocol_scores(tiny_bert: Path, tiny_llama: Path, small_csv: Path, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from lmforge.config import TrainConfig
-from lmforge.training.hooks import StepContext, build_hooks
+from lmforge.training.configured import build_hooks
+from lmforge.training.hooks import StepContext
 from lmforge.training.regularizers import EMA, RDrop, build_loss, smoothed_loss, symmetric_kl
 
 

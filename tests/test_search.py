@@ -105,7 +105,7 @@ def test_trial_plot_carries_the_best_past_the_last_complete_trial(tmp_path: Path
         drawn["labels"] = ax.get_legend_handles_labels()[1]
         return real_save(fig, path)
 
-    monkeypatch.setattr(report, "save_figure", save)
+    monkeypatch.setattr(search_mod, "save_figure", save)
     assert search_mod.plot_trials(tmp_path / "s.png", rows, "accuracy", maximize=True) == tmp_path / "s.png"
     assert (tmp_path / "s.png").stat().st_size > 0
     assert drawn["x"] == [0, 2, 3, 5] and drawn["y"] == [0.80, 0.85, 0.85, 0.85]

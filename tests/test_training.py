@@ -30,7 +30,7 @@ def _evals(run: Path) -> list[dict]:
 @contextlib.contextmanager
 def loss_calls(at: int, action):
     """Run ``action`` when the task's training loss is computed for the ``at``-th time."""
-    from lmforge.recipes import finetune as recipe
+    from lmforge.runs import finetune_run as recipe
 
     original, calls = recipe.get_task, {"n": 0}
 

@@ -131,7 +131,7 @@ def test_run_saves_only_what_trained_and_reloads(method: str, trained: Any, data
     meta = json.loads((saved / "lmforge.json").read_text())
     assert counts["method"] == METHODS[method]["method"] and counts["trainable_parameters"] > 0
     if method == "full":
-        assert meta["kind"] == "model" and counts["trainable_share"] == 1.0
+        assert meta["kind"] == "classifier" and counts["trainable_share"] == 1.0
     else:
         assert meta["kind"] == "adapter" and meta["tuning"]["method"] == METHODS[method]["method"]
         assert counts["trainable_share"] < 0.5 and not (saved / "model.safetensors").exists()

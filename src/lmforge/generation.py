@@ -8,16 +8,19 @@ as they come, and batches of prompts padded on the left and sorted by length.
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import torch
 from pydantic import Field
+from tqdm.auto import tqdm
 
 from lmforge import config as config_mod
 from lmforge.config import Section
 from lmforge.errors import LmforgeError
+from lmforge.models.chat import has_chat_template, render
 
 
 class GenerateConfig(Section):
@@ -121,23 +124,6 @@ class Generator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
 
-    @classmethod
-    def load(cls, name: str, device: str | None = None) -> Generator:
-        """Load a zoo model, folder or lmforge run directory that holds a causal LM."""
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        from lmforge.models.build import from_pretrained, load_tokenizer, resolve
-        from lmforge.pretraining.model import is_decoder
-
-        source = resolve(name)
-        config = from_pretrained(AutoConfig, source)
-        if not is_decoder(config):
-            raise LmforgeError(f"{name} is a {config.model_type} encoder; generation needs a causal LM "
-                               "(a gpt2 or llama model, e.g. smollm2-135m or a run of `lmforge pretrain` with a decoder)")
-        model = from_pretrained(AutoModelForCausalLM, source)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(model, load_tokenizer(source))
-
     def options(self, options: GenerateConfig | dict[str, Any] | None = None, **overrides: Any) -> GenerateConfig:
         """Validated options: ``options`` with ``overrides`` on top."""
         tree = options.model_dump() if isinstance(options, GenerateConfig) else dict(options or {})
@@ -145,22 +131,17 @@ class Generator:
 
     def uses_chat(self, opts: GenerateConfig) -> bool:
         """Whether prompts go through the chat template: as ``opts.chat`` says, else when the tokenizer has one."""
-        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        has_template = has_chat_template(self.tokenizer)
         if opts.chat and not has_template:
             raise LmforgeError("this model's tokenizer has no chat template; generate without --chat")
         return opts.chat if opts.chat is not None else has_template
 
     def prompt_text(self, prompt: str, opts: GenerateConfig) -> str:
         """The text fed to the model: the prompt, or the chat template around it."""
-        if not self.uses_chat(opts):
-            return prompt
-        messages = ([{"role": "system", "content": opts.system}] if opts.system else []) + [{"role": "user", "content": prompt}]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return render(self.tokenizer, prompt, opts.system)[0] if self.uses_chat(opts) else prompt
 
     def generation_config(self, opts: GenerateConfig) -> Any:
         """``transformers``' ``GenerationConfig`` for ``opts``, on top of the model's own."""
-        import copy
-
         gc = copy.deepcopy(self.model.generation_config)
         sample = opts.temperature > 0
         gc.update(max_new_tokens=opts.max_new_tokens, do_sample=sample, repetition_penalty=opts.repetition_penalty,
@@ -171,22 +152,46 @@ class Generator:
 
     def _decode_batch(self, texts: list[str], opts: GenerateConfig, streamer: Any = None) -> list[str]:
         # The chat template already holds the special tokens the model expects.
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.uses_chat(opts))
-        enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        special = not self.uses_chat(opts)
+        return self.generate_ids([self.tokenizer(t, add_special_tokens=special)["input_ids"] for t in texts], opts, streamer)
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], opts: GenerateConfig, streamer: Any = None,
+                     eos_ids: list[int] | None = None) -> list[str]:
+        """Continue prompts given as token ids (left-padded into one batch); the new text of each, stop strings cut.
+
+        Every decoding path of lmforge (``lmforge generate``, chat-task prediction, generated
+        augmentation) ends here. ``eos_ids`` replace the model's own end-of-sequence ids (a chat
+        task also stops at the token that ends the assistant's turn).
+        """
+        width = max(len(p) for p in prompts)
+        pad = int(self.tokenizer.pad_token_id)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, row in enumerate(prompts):
+            if len(row):
+                ids[i, width - len(row):] = torch.as_tensor(list(row), dtype=torch.long)
+                mask[i, width - len(row):] = 1
+        device = next(self.model.parameters()).device
+        config = self.generation_config(opts)
+        if eos_ids:
+            config.eos_token_id = list(eos_ids)
         with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=self.generation_config(opts), streamer=streamer,
+            out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                      generation_config=config, streamer=streamer,
                                       tokenizer=self.tokenizer if opts.stop else None)
-        new = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        new = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         return [cut_at_stop(t, opts.stop)[0] for t in new]
 
     def generate(self, prompts: str | Sequence[str], options: GenerateConfig | dict[str, Any] | None = None, *,
-                 stream: TextIO | Callable[[str], Any] | bool | None = None, **overrides: Any) -> str | list[str]:
+                 stream: TextIO | Callable[[str], Any] | bool | None = None, progress: str | None = None,
+                 **overrides: Any) -> str | list[str]:
         """Continue ``prompts``; a single prompt gives a string, a list gives a list in the same order.
 
         Args:
             prompts: One prompt or many (decoded ``batch_size`` at a time, shortest together).
             options: A :class:`GenerateConfig` or dict; keyword ``overrides`` go on top.
             stream: Print tokens as they come: True for stdout, or a file or function. One prompt only.
+            progress: Label of a progress bar over the batches (shown from two batches on).
         """
         opts = self.options(options, **overrides)
         single = isinstance(prompts, str)
@@ -202,13 +207,10 @@ class Generator:
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         outputs: list[str] = [""] * len(texts)
-        for start in range(0, len(order), opts.batch_size):
+        starts = range(0, len(order), opts.batch_size)
+        for start in tqdm(starts, desc=progress or "generating", unit="batch", disable=len(starts) < 2, leave=False):
             picked = order[start:start + opts.batch_size]
             for i, text in zip(picked, self._decode_batch([texts[i] for i in picked], opts), strict=True):
                 outputs[i] = text
         return outputs[0] if single else outputs
 
-
-def generate(model: str, prompts: str | Sequence[str], **options: Any) -> str | list[str]:
-    """Load ``model`` (zoo name, folder or run) and continue ``prompts`` with ``options`` (see :class:`GenerateConfig`)."""
-    return Generator.load(model).generate(prompts, **options)

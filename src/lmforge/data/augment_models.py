@@ -11,23 +11,38 @@ import random
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
 from lmforge.config import AugmentConfig
-from lmforge.data.augment import OPS, STOPWORDS, AugmentContext, Operation
+from lmforge.data.augment_ops import (
+    OPS,
+    STOPWORDS,
+    AugmentContext,
+    Operation,
+    match_case,
+    random_insert,
+    read_word_list,
+    synonym_replace,
+    unit_op,
+)
 from lmforge.data.segment import is_chinese, segment
 from lmforge.errors import ConfigError
+from lmforge.generation import Generator
+from lmforge.models.build import from_pretrained, load_tokenizer, resolve
 from lmforge.registry import Registry
+from lmforge.zoo import home
 
 log = logging.getLogger("lmforge.data")
 BATCH = 32
 
 # name -> factory(augment config) -> generate(instructions) -> replies; any other name is loaded as a causal LM.
-Generator = Callable[[list[str]], list[str]]
-GENERATORS: Registry[Callable[[AugmentConfig], Generator]] = Registry("text generator")
+TextGenerator = Callable[[list[str]], list[str]]
+GENERATORS: Registry[Callable[[AugmentConfig], TextGenerator]] = Registry("text generator")
 
 PARAPHRASE = ("Rewrite this sentence in other words, keeping its meaning and tone. "
               "Reply with the rewritten sentence only.\n\n{text}")
@@ -53,10 +68,6 @@ class EmbeddingNeighbours:
     """
 
     def __init__(self, source: str, k: int) -> None:
-        from transformers import AutoModel
-
-        from lmforge.models.build import from_pretrained, load_tokenizer
-
         self.k = k
         tokenizer = load_tokenizer(source)
         weights = from_pretrained(AutoModel, source).get_input_embeddings().weight.detach().float()
@@ -97,14 +108,27 @@ class EmbeddingNeighbours:
         return found
 
 
+def synonym_source(ctx: AugmentContext) -> Callable[[str], list[str]]:
+    """``word -> synonyms`` from the user's word list, else from the model's embedding neighbours."""
+    if ctx.cfg.synonyms:
+        table = read_word_list(ctx.cfg.synonyms)
+        return lambda word: [match_case(word, s) for s in table.get(word.lower(), [])]
+    if not ctx.model_source:
+        raise ConfigError("data.augment.synonyms is not set and there is no model to take embedding neighbours from; "
+                          "give a word list file")
+    neighbours = EmbeddingNeighbours(ctx.model_source, ctx.cfg.neighbours)
+    return lambda word: [match_case(word, s) for s in neighbours(word)]
+
+
+
+OPS.add("insert", unit_op(random_insert, synonym_source))
+OPS.add("synonym", unit_op(synonym_replace, synonym_source))
+
+
 class MaskFiller:
     """Masks ``rate`` of the words of each text and refills them with a masked LM's likely words."""
 
     def __init__(self, source: str, top_k: int = 8) -> None:
-        from transformers import AutoModelForMaskedLM
-
-        from lmforge.models.build import from_pretrained, load_tokenizer
-
         model, info = from_pretrained(AutoModelForMaskedLM, source, output_loading_info=True)
         if info.get("missing_keys"):
             raise ConfigError(f"data.augment.mlm_model: {source} has no masked-LM head (its weights lack "
@@ -161,7 +185,6 @@ def _contextual(ctx: AugmentContext) -> Operation:
     source = ctx.cfg.mlm_model or ctx.model_source
     if not source:
         raise ConfigError("data.augment.ops has 'contextual' but no masked LM: set data.augment.mlm_model")
-    from lmforge.models.build import resolve
 
     filler = ctx.shared("mlm", lambda: MaskFiller(resolve(source)))
     return lambda texts, targets, rng: filler(texts, rng, ctx.cfg.rate, ctx.cfg.units)
@@ -171,40 +194,20 @@ class CausalLMGenerator:
     """Replies of a causal LM (chat template when it has one) to instructions, sampled with a seed."""
 
     def __init__(self, source: str, seed: int, max_new_tokens: int = 96) -> None:
-        from transformers import AutoModelForCausalLM
-
-        from lmforge.models.build import from_pretrained, load_tokenizer
-
-        self.tokenizer = load_tokenizer(source)
-        self.tokenizer.padding_side = "left"
-        self.model = from_pretrained(AutoModelForCausalLM, source).eval()
-        self.seed, self.max_new_tokens = seed, max_new_tokens
-
-    def _prompt(self, instruction: str) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": "user", "content": instruction}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return instruction + "\n"
+        model = from_pretrained(AutoModelForCausalLM, source)
+        self.generator = Generator(model, load_tokenizer(source))
+        self.options = self.generator.options(temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=seed,
+                                              batch_size=BATCH)
 
     def __call__(self, instructions: list[str]) -> list[str]:
         """One reply per instruction."""
-        torch.manual_seed(self.seed)
-        replies: list[str] = []
-        for start in tqdm(range(0, len(instructions), BATCH), desc="augment: generating", leave=False):
-            chunk = [self._prompt(t) for t in instructions[start:start + BATCH]]
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=self.max_new_tokens,
-                                          pad_token_id=self.tokenizer.pad_token_id)
-            replies += self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        return replies
+        return list(self.generator.generate(list(instructions), self.options, progress="augment: generating"))
 
 
-def generator_for(cfg: AugmentConfig) -> Generator:
+def generator_for(cfg: AugmentConfig) -> TextGenerator:
     """A registered generator by name, or the named causal LM."""
     if cfg.generator in GENERATORS:
         return GENERATORS.get(cfg.generator)(cfg)
-    from lmforge.models.build import resolve
 
     return CausalLMGenerator(resolve(cfg.generator), cfg.seed)
 
@@ -224,9 +227,7 @@ def clean_reply(reply: str, source: str) -> str | None:
 class CachedGeneration:
     """Generator replies cached on disk per (generator, seed, instruction), so reruns cost nothing."""
 
-    def __init__(self, cfg: AugmentConfig, generate: Callable[[], Generator]) -> None:
-        from lmforge.zoo import home
-
+    def __init__(self, cfg: AugmentConfig, generate: Callable[[], TextGenerator]) -> None:
         key = hashlib.sha256(f"{cfg.generator}|{cfg.seed}|{PARAPHRASE}|{TRANSLATE}".encode()).hexdigest()[:20]
         self.path = home() / "cache" / "augment" / f"{key}.json"
         self.table: dict[str, str] = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
@@ -294,9 +295,7 @@ def label_filter(ctx: AugmentContext, required: bool = False) -> Callable[[list[
             raise ConfigError("data.augment.filter needs a trained classifier to check generated texts: set "
                               "data.augment.filter_model to a run directory, or data.augment.filter=false")
         return lambda texts, targets: texts
-    from lmforge.artifact import load
-
-    labeler = ctx.shared("labeler", lambda: load(source, device="cpu"))
+    labeler = ctx.shared("labeler", lambda: _load_labeler(ctx, source))
     names = ctx.labels.names
 
     def keep(texts: list[str | None], targets: np.ndarray) -> list[str | None]:
@@ -312,3 +311,10 @@ def label_filter(ctx: AugmentContext, required: bool = False) -> Callable[[list[
         return out
 
     return keep
+
+
+def _load_labeler(ctx: AugmentContext, source: str) -> Any:
+    if ctx.load_labeler is None:
+        raise ConfigError(f"data.augment.filter_model={source} cannot be loaded here: no run loader was given to the "
+                          "augmentation (run it through lmforge finetune)")
+    return ctx.load_labeler(source)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from lmforge import zoo
 from lmforge.data.sources import FORMATS, detect_format
 from lmforge.errors import DataError
 
@@ -50,8 +52,6 @@ def corpus_files(sources: list[str], fmt: str = "auto") -> list[CorpusFile]:
         sources: Paths or zoo dataset names.
         fmt: ``auto`` (by extension, text for files without a known one) or a fixed format.
     """
-    from lmforge import zoo
-
     files: list[CorpusFile] = []
     for source in sources:
         path = zoo.resolve_dataset(source)
@@ -160,10 +160,6 @@ def _jsonl_documents(file: CorpusFile, wanted: Sequence[str], encoding: str) -> 
 
 
 def _parquet_documents(file: CorpusFile, wanted: Sequence[str]) -> Iterator[list[str]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
     pf = pq.ParquetFile(file.path)
     column = pick_column(file, wanted, pf.schema_arrow.names)
     for batch in pf.iter_batches(columns=[column], batch_size=4096):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmforge import zoo
 from lmforge.config import DataConfig
+from lmforge.data.augment import augment_split
 from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples, extract
 from lmforge.data.labels import LabelSpace
@@ -29,8 +32,6 @@ def normalizer(cfg: DataConfig) -> Any:
 def read_examples(source: str, cfg: DataConfig, labeled: bool = True, text_column: str | None = None,
                   label_column: str | None = None) -> Examples:
     """Read and validate one file (or zoo dataset) into :class:`Examples`."""
-    from lmforge import zoo
-
     path = zoo.resolve_dataset(source)
     bad = BadRows(cfg.on_bad_rows)
     table = read_table(path, cfg.format, cfg.encoding, cfg.on_bad_rows)
@@ -45,8 +46,6 @@ def read_examples(source: str, cfg: DataConfig, labeled: bool = True, text_colum
 
 def raise_empty(path: Path) -> None:
     """Every row of a file was unusable."""
-    from lmforge.errors import DataError
-
     raise DataError(f"{path}: no usable rows left after skipping bad ones; check the column names and the file")
 
 
@@ -95,11 +94,13 @@ def _subsample(name: str, pair: tuple[Examples, np.ndarray], limit: int | None, 
     return examples.subset(index), targets[index]
 
 
-def labeled_splits(cfg: DataConfig, task: Any, model_source: str | None = None) -> tuple[dict[str, tuple[Examples, np.ndarray]], LabelSpace]:
+def labeled_splits(cfg: DataConfig, task: Any, model_source: str | None = None,
+                   load_labeler: Callable[[str], Any] | None = None) -> tuple[dict[str, tuple[Examples, np.ndarray]], LabelSpace]:
     """Train/validation(/test) examples with encoded targets, and the label space.
 
     ``data.augment`` adds augmented copies to the training split only; ``model_source`` (the model
-    being fine-tuned) gives the augmentation its embedding synonyms, masked LM or label filter.
+    being fine-tuned) gives the augmentation its embedding synonyms, masked LM or label filter, which
+    ``load_labeler`` loads when it is a trained run.
     """
     train = read_examples(cfg.train, cfg)
     labels = task.label_space(train, cfg)
@@ -115,9 +116,7 @@ def labeled_splits(cfg: DataConfig, task: Any, model_source: str | None = None) 
     splits = {name: _subsample(name, pair, cfg.max_train_samples if name == "train" else cfg.max_eval_samples, cfg.split.seed)
               for name, pair in splits.items()}
     if cfg.augment.ops:
-        from lmforge.data.augment import augment_split
-
-        splits["train"] = augment_split(*splits["train"], cfg.augment, labels, model_source)
+        splits["train"] = augment_split(*splits["train"], cfg.augment, labels, model_source, load_labeler)
     log.info("data: %s", ", ".join(f"{name} {len(pair[0])}" for name, pair in splits.items()))
     return splits, labels
 

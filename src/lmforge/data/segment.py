@@ -30,7 +30,7 @@ def load_jieba(purpose: str = "word-level operations on Chinese text", fix: str 
         LmforgeError: jieba is not installed.
     """
     try:
-        import jieba
+        import jieba  # optional: lmforge[chinese]
     except ImportError:
         raise LmforgeError(f"{purpose} needs jieba: pip install 'lmforge[chinese]'{fix}") from None
     jieba.setLogLevel(logging.WARNING)

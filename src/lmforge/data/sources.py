@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from lmforge.errors import DataError
 
 log = logging.getLogger("lmforge.data")
@@ -134,10 +136,6 @@ def _read_txt(path: Path, text: str) -> Table:
 
 
 def _read_parquet(path: Path) -> Table:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
     try:
         rows = pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises many types for corrupt files

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 from lmforge.data.corpus import chunked, corpus_files, read_documents
 from lmforge.data.normalize import make_normalizer
 from lmforge.errors import LmforgeError
@@ -40,8 +43,6 @@ KINDS: Registry[TokenizerKind] = Registry("tokenizer type")
 
 
 def _unicode_normalizer(normalize: str, lowercase: bool) -> Any:
-    from tokenizers import normalizers
-
     steps = [getattr(normalizers, normalize.upper())()] if normalize != "none" else []
     if lowercase:
         steps.append(normalizers.Lowercase())
@@ -53,8 +54,6 @@ def _unique(specials: dict[str, str]) -> list[str]:
 
 
 def _build_wordpiece(lowercase: bool, normalize: str, vocab_size: int, min_frequency: int, specials: dict[str, str]) -> tuple:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
     tok = Tokenizer(models.WordPiece(unk_token=specials["unk_token"]))
     # BertNormalizer puts spaces around every CJK character, so Chinese is split one character per token.
     bert = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase)
@@ -68,8 +67,6 @@ def _build_wordpiece(lowercase: bool, normalize: str, vocab_size: int, min_frequ
 
 
 def _build_bpe(lowercase: bool, normalize: str, vocab_size: int, min_frequency: int, specials: dict[str, str]) -> tuple:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE())
     tok.normalizer = _unicode_normalizer(normalize, lowercase)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -80,8 +77,6 @@ def _build_bpe(lowercase: bool, normalize: str, vocab_size: int, min_frequency: 
 
 
 def _build_unigram(lowercase: bool, normalize: str, vocab_size: int, min_frequency: int, specials: dict[str, str]) -> tuple:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tok = Tokenizer(models.Unigram())
     tok.normalizer = _unicode_normalizer(normalize, lowercase)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
@@ -93,8 +88,6 @@ def _build_unigram(lowercase: bool, normalize: str, vocab_size: int, min_frequen
 
 def _cls_sep_template(tok: Any, specials: dict[str, str]) -> None:
     """``CLS a SEP`` and ``CLS a SEP b SEP`` with segment ids, as BERT-style encoders expect."""
-    from tokenizers import processors
-
     cls, sep = specials["cls_token"], specials["sep_token"]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
@@ -102,8 +95,6 @@ def _cls_sep_template(tok: Any, specials: dict[str, str]) -> None:
 
 
 def _byte_level_post(tok: Any, specials: dict[str, str]) -> None:
-    from tokenizers import processors
-
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
 
 
@@ -135,8 +126,6 @@ def train_tokenizer(files: list[str], out: str | Path, kind: str = "wordpiece", 
         max_length: ``model_max_length`` recorded in the saved tokenizer.
         encoding: Text encoding of the files.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     spec = KINDS.get(kind)
     if vocab_size <= len(spec.specials):
         raise LmforgeError(f"--vocab-size {vocab_size} is too small; give at least a few hundred tokens")

@@ -62,6 +62,14 @@ def classification_metrics(
     return out
 
 
+def label_agreement(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> dict[str, float]:
+    """Accuracy and macro-F1 of predicted label ids, the macro average over all ``num_labels`` labels
+    (a label absent from both gold and predictions counts as F1 0), for quick tables of many runs."""
+    y, pred = np.asarray(y_true), np.asarray(y_pred)
+    f1 = skm.f1_score(y, pred, average="macro", labels=list(range(num_labels)), zero_division=0)
+    return {"accuracy": float((pred == y).mean()) if len(y) else 0.0, "macro_f1": float(f1)}
+
+
 def multilabel_metrics(
     y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = 0.5
 ) -> dict[str, Any]:

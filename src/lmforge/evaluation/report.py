@@ -9,6 +9,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from lmforge.evaluation.metrics import metric_mode
 
 if TYPE_CHECKING:
@@ -114,9 +118,6 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 def new_figure(size: tuple[float, float] = (8.0, 4.5)) -> tuple[Figure, Axes]:
     """A pyplot-free figure on the Agg canvas, so plotting needs no display or global backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
@@ -177,8 +178,6 @@ def _lr_figure(lr: Series) -> Figure | None:
 
 def _confusion_figure(matrix: list[list[int]], labels: list[str], split: str) -> Figure:
     """Counts annotated on a row-normalised heat map; dense label sets drop the numbers."""
-    import numpy as np
-
     counts = np.asarray(matrix, dtype=float)
     totals = counts.sum(axis=1, keepdims=True)
     normed = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)

@@ -7,6 +7,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from transformers import AutoConfig, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from lmforge import zoo
 from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 
@@ -23,8 +27,6 @@ _DROPOUT_KEYS = {
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load-time notices (we log what matters ourselves)."""
-    from transformers.utils import logging as hf_logging
-
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -50,8 +52,6 @@ def dropout_settings(config: Any, cfg: Any) -> dict[str, float]:
 
 def model_kwargs(source: str, cfg: ModelConfig) -> dict[str, Any]:
     """Config overrides for ``from_pretrained``: dropout rates under each architecture's names."""
-    from transformers import AutoConfig
-
     with quiet_transformers():
         config = AutoConfig.from_pretrained(source)
     return dropout_settings(config, cfg)
@@ -59,15 +59,11 @@ def model_kwargs(source: str, cfg: ModelConfig) -> dict[str, Any]:
 
 def resolve(name: str) -> str:
     """A loadable location for a model name (zoo name, folder, run directory or hub id)."""
-    from lmforge import zoo
-
     return zoo.resolve_model(name)
 
 
 def load_tokenizer(source: str) -> Any:
     """The fast tokenizer of ``source``, with a padding token set for decoders that lack one."""
-    from transformers import AutoTokenizer
-
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)

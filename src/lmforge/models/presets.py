@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from transformers import BertConfig, GPT2Config, LlamaConfig, RoFormerConfig
+
 from lmforge.errors import ConfigError
 from lmforge.registry import Registry
 
@@ -25,8 +27,6 @@ def _heads(hidden: int) -> int:
 @ARCHS.register("bert")
 def bert_config(layers: int, hidden: int, vocab: int, positions: int, ids: dict[str, int | None]) -> Any:
     """A BERT encoder config."""
-    from transformers import BertConfig
-
     return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=_heads(hidden),
                       intermediate_size=4 * hidden, max_position_embeddings=max(512, positions), pad_token_id=ids["pad"] or 0)
 
@@ -42,8 +42,6 @@ def roformer_config(layers: int, hidden: int, vocab: int, positions: int, ids: d
     step, lr 5e-4: masked-LM training loss 5.20 after 500 steps against BERT's 5.99 (unigram
     entropy of the corpus: 6.48); see docs/pretraining.md.
     """
-    from transformers import RoFormerConfig
-
     return RoFormerConfig(vocab_size=vocab, embedding_size=hidden, hidden_size=hidden, num_hidden_layers=layers,
                           num_attention_heads=_heads(hidden), intermediate_size=4 * hidden,
                           max_position_embeddings=max(512, positions), pad_token_id=ids["pad"] or 0)
@@ -52,8 +50,6 @@ def roformer_config(layers: int, hidden: int, vocab: int, positions: int, ids: d
 @ARCHS.register("gpt2")
 def gpt2_config(layers: int, hidden: int, vocab: int, positions: int, ids: dict[str, int | None]) -> Any:
     """A GPT-2 decoder config (learned positions, tied input and output embeddings)."""
-    from transformers import GPT2Config
-
     return GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=_heads(hidden), n_positions=max(1024, positions),
                       bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"])
 
@@ -61,8 +57,6 @@ def gpt2_config(layers: int, hidden: int, vocab: int, positions: int, ids: dict[
 @ARCHS.register("llama")
 def llama_config(layers: int, hidden: int, vocab: int, positions: int, ids: dict[str, int | None]) -> Any:
     """A Llama decoder config (rotary positions, RMSNorm, gated MLP, tied embeddings)."""
-    from transformers import LlamaConfig
-
     ffn = 64 * round(8 * hidden / 3 / 64)
     return LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
                        num_attention_heads=_heads(hidden), num_key_value_heads=_heads(hidden),

@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES, MODEL_FOR_PRETRAINING_MAPPING_NAMES
 
 from lmforge.config import ModelConfig
 from lmforge.errors import ConfigError, LmforgeError
@@ -21,8 +23,6 @@ _HEAD_KEYS = ("cls.predictions", "lm_head", "vocab_projector", "generator_lm_hea
 
 def is_decoder(config: Any) -> bool:
     """True for causal LMs (GPT-2, Llama...): architectures with no masked-LM model class."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
     return config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
@@ -50,9 +50,6 @@ def _dropout(config: Any, cfg: PretrainModelConfig) -> None:
 def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: Any,
               max_length: int) -> tuple[nn.Module, Objectives]:
     """A randomly initialized model of ``cfg.arch`` and ``cfg.size`` for ``tokenizer``."""
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
-    from transformers.models.auto.modeling_auto import MODEL_FOR_PRETRAINING_MAPPING_NAMES
-
     config = preset_config(cfg.arch or "", cfg.size, tokenizer, max_length, cfg.overrides)
     _dropout(config, cfg)
     decoder = is_decoder(config)
@@ -67,9 +64,6 @@ def new_model(cfg: PretrainModelConfig, objective: ObjectiveConfig, tokenizer: A
 
 def continued_model(cfg: PretrainModelConfig, objective: ObjectiveConfig) -> tuple[nn.Module, Objectives]:
     """The checkpoint ``cfg.name`` with the heads its objectives need; a missing MLM head is created and logged."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
-    from transformers.models.auto.modeling_auto import MODEL_FOR_PRETRAINING_MAPPING_NAMES
-
     source = resolve(cfg.name or "")
     config = from_pretrained(AutoConfig, source)
     decoder = is_decoder(config)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmforge.errors import LmforgeError
+
 
 @dataclass(frozen=True)
 class Objectives:
@@ -66,8 +68,6 @@ class PretrainingModel(nn.Module):
         super().__init__()
         self.model, self.objectives = model, objectives
         if objectives.nsp and nsp_head(model) is None:
-            from lmforge.errors import LmforgeError
-
             raise LmforgeError(f"{type(model).__name__} has no next-sentence head; set objective.nsp=false")
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from lmforge.data.corpus import chunked, corpus_files, read_documents, split_sentences
 from lmforge.data.normalize import make_normalizer
@@ -149,8 +150,6 @@ class _Encoder:
     """Tokenizes chunks of documents into per-segment ids and word starts."""
 
     def __init__(self, tokenizer: Any, options: StoreOptions) -> None:
-        from tokenizers import Tokenizer
-
         # A private copy without padding or truncation: some saved tokenizers pad every input to a fixed length.
         self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
         self.backend.no_padding()

@@ -13,15 +13,19 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from lmforge import zoo
 from lmforge.config import DataConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
+from lmforge.data.pipeline import to_split
+from lmforge.models.build import resolve
 from lmforge.prompting.decoder import CausalScorer, Prefix, chat_prompt, load_decoder, word_logprobs
 from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.setfit import LinearHead
 from lmforge.prompting.templates import Template, fit_slots
 from lmforge.prompting.verbalizers import Verbalizer, calibrate
+from lmforge.tasks.base import infer_logits
 
 SIMILARITY_SCALE = 20.0  # cosine -> logit scale, as sentence-transformers' contrastive losses use
 
@@ -38,8 +42,6 @@ class Classifier(Protocol):
 
 def model_ref(name: str, source: str) -> str:
     """How a saved artifact names a model it does not copy: the zoo name, or an absolute folder."""
-    from lmforge import zoo
-
     if name in zoo.ZOO or not Path(source).exists():
         return name if name in zoo.ZOO else source
     return str(Path(source).resolve())
@@ -47,8 +49,6 @@ def model_ref(name: str, source: str) -> str:
 
 def resolve_ref(path: Path, ref: str) -> str:
     """A model reference of ``lmforge.json``: relative to the artifact folder when it is inside it."""
-    from lmforge.models.build import resolve
-
     inside = path / ref
     return str(inside) if not Path(ref).is_absolute() and inside.is_dir() else resolve(ref)
 
@@ -209,23 +209,14 @@ class SetFitClassifier:
 
 
 class HeadClassifier:
-    """A fine-tuned sequence-classification model (the standard baseline); saves as a ``model`` artifact."""
+    """A fine-tuned sequence-classification model (the standard baseline); saved as a ``classifier`` artifact."""
 
     def __init__(self, model: Any, tokenizer: Any, labels: LabelSpace, data: DataConfig, base_model: str) -> None:
         self.model, self.tokenizer, self.labels, self.data, self.base_model = model, tokenizer, labels, data, base_model
 
     def label_scores(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        from lmforge.data.pipeline import to_split
-        from lmforge.tasks.base import infer_logits
-
         examples = Examples(Path("<input>"), texts, pairs, None, list(range(1, len(texts) + 1)))
         split = to_split("eval", examples, None, self.tokenizer, self.data, None)
         self.model.eval()
         logits = infer_logits(self.model, split, 64)
         return torch.from_numpy(logits).double().log_softmax(-1).numpy()
-
-    def save(self, out: Path) -> None:
-        from lmforge.artifact import save_model
-        from lmforge.config import TaskConfig
-
-        save_model(out, self.model, self.tokenizer, TaskConfig(), self.labels, self.data, self.base_model)

@@ -18,9 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, DynamicCache
 
 from lmforge.data.batching import eval_batches
 from lmforge.errors import ConfigError
+from lmforge.models.build import from_pretrained, load_tokenizer
+from lmforge.models.chat import has_chat_template, render
 from lmforge.prompting.lmhead import split_head
 
 log = logging.getLogger("lmforge.prompting")
@@ -28,10 +31,6 @@ log = logging.getLogger("lmforge.prompting")
 
 def load_decoder(source: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     """A causal LM and its tokenizer, in eval mode."""
-    from transformers import AutoModelForCausalLM
-
-    from lmforge.models.build import from_pretrained, load_tokenizer
-
     model = from_pretrained(AutoModelForCausalLM, source)
     return model.to(device).eval(), load_tokenizer(source)
 
@@ -76,8 +75,6 @@ class CausalScorer:
         return Prefix(list(ids), kv)
 
     def _cache(self, prefix: Prefix, batch: int) -> Any:
-        from transformers import DynamicCache
-
         # expand() makes views; the cache concatenates new keys onto them, leaving the prefix intact.
         data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.kv]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
@@ -154,16 +151,10 @@ def word_logprobs(scorer: CausalScorer, prefix: Prefix | None, contexts: list[li
     return np.asarray([float(np.mean(s)) for s in scores]).reshape(len(contexts), len(word_ids))
 
 
-def has_chat_template(tokenizer: Any) -> bool:
-    """Whether ``tokenizer`` carries a chat template (an instruct model's)."""
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
 def chat_prompt(tokenizer: Any, message: str, system: str = "",
                 hint: str = "the generate method needs an instruct model: set models.decoder to one (e.g. smollm2-135m)") -> str:
     """``message`` as the user turn of the tokenizer's chat template (after a ``system`` turn when
     given), ready for the assistant's answer; ``hint`` ends the error when there is no chat template."""
     if not has_chat_template(tokenizer):
         raise ConfigError(f"the decoder has no chat template; {hint}")
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return render(tokenizer, message, system or None)[0]

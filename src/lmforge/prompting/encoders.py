@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import AutoModel
 
 from lmforge.data.batching import eval_batches
+from lmforge.models.build import from_pretrained, load_tokenizer
 
 log = logging.getLogger("lmforge.prompting")
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
@@ -55,10 +57,6 @@ class SentenceEncoder:
     """
 
     def __init__(self, source: str, device: str = "cpu", max_length: int = 128, batch_size: int = 64) -> None:
-        from transformers import AutoModel
-
-        from lmforge.models.build import from_pretrained, load_tokenizer
-
         self.source, self.device, self.max_length, self.batch_size = source, device, max_length, batch_size
         self.tokenizer = load_tokenizer(source)
         self.model: nn.Module = from_pretrained(AutoModel, source).to(device).eval()

@@ -21,6 +21,7 @@ import numpy as np
 
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
+from lmforge.models.build import resolve
 from lmforge.prompting.classifiers import (
     Calibrated,
     DecoderClassifier,
@@ -34,6 +35,7 @@ from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.mlm import Cloze, load_mlm
 from lmforge.prompting.templates import Template, TemplateSet, chat_wrapped
+from lmforge.prompting.training import train_head, train_pet, train_setfit
 from lmforge.prompting.verbalizers import CONTENT_FREE, Verbalizer, content_free_probs
 from lmforge.registry import Registry
 
@@ -74,8 +76,6 @@ class Context:
 
     def source(self, role: str) -> str:
         """The loadable location of the ``encoder``, ``mlm`` or ``decoder`` model."""
-        from lmforge.models.build import resolve
-
         return resolve(getattr(self.cfg.models, role))
 
     def ref(self, role: str) -> str:
@@ -186,8 +186,6 @@ def _icl(ctx: Context, examples: Examples | None, targets: np.ndarray | None, se
 
 
 def _pet(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    from lmforge.prompting.training import train_pet
-
     assert examples is not None and targets is not None
     model, tokenizer = ctx.mlm()
     cloze = Cloze(copy.deepcopy(model), tokenizer, ctx.template("pet"), ctx.verbalizer, ctx.cfg.data.max_length, ref="model")
@@ -195,8 +193,6 @@ def _pet(ctx: Context, examples: Examples | None, targets: np.ndarray | None, se
 
 
 def _pet_decoder(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    from lmforge.prompting.training import train_pet
-
     assert examples is not None and targets is not None
     scorer = ctx.decoder()
     model = copy.deepcopy(scorer.model)
@@ -205,16 +201,12 @@ def _pet_decoder(ctx: Context, examples: Examples | None, targets: np.ndarray | 
 
 
 def _setfit(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    from lmforge.prompting.training import train_setfit
-
     assert examples is not None and targets is not None
     encoder = SentenceEncoder(ctx.source("encoder"), ctx.device, ctx.cfg.data.max_length)
     return train_setfit(encoder, examples, targets, len(ctx.labels.names), ctx.cfg.setfit, seed, _scratch(ctx, "setfit", seed))
 
 
 def _head(ctx: Context, examples: Examples | None, targets: np.ndarray | None, seed: int) -> Any:
-    from lmforge.prompting.training import train_head
-
     assert examples is not None and targets is not None
     return train_head(ctx.source("encoder"), ctx.cfg.models.encoder, examples, targets, ctx.labels, ctx.cfg.data,
                       ctx.cfg.head.train_config(seed), _scratch(ctx, "head", seed), ctx.device)

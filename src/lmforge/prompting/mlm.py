@@ -23,10 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModelForMaskedLM
 
 from lmforge.data.batching import attention_mask, eval_batches, pad
 from lmforge.data.tokenize import Ragged
 from lmforge.errors import ConfigError
+from lmforge.models.build import from_pretrained, load_tokenizer
 from lmforge.prompting.lmhead import logits_at
 from lmforge.prompting.templates import Template, fit_slots
 from lmforge.prompting.verbalizers import Verbalizer, word_scores_at
@@ -36,10 +38,6 @@ log = logging.getLogger("lmforge.prompting")
 
 def load_mlm(source: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     """A masked LM and its tokenizer; a missing MLM head is built (tied decoder, identity transform)."""
-    from transformers import AutoModelForMaskedLM
-
-    from lmforge.models.build import from_pretrained, load_tokenizer
-
     tokenizer = load_tokenizer(source)
     if tokenizer.mask_token is None:
         raise ConfigError(f"the tokenizer of {source} has no mask token, so it cannot fill a {{mask}} slot; "

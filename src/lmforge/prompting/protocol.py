@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from lmforge.data.examples import Examples
 from lmforge.errors import ConfigError
+from lmforge.evaluation.metrics import label_agreement
 from lmforge.prompting.classifiers import Calibrated
 from lmforge.prompting.methods import METHODS, Context, Method, build_variants
 from lmforge.prompting.sampling import draw_k_shot, eval_subset
@@ -58,9 +58,8 @@ class Cell:
 
 def metrics(scores: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, Any]:
     """Accuracy and macro-F1 of label scores (N, C) against gold label ids."""
-    pred = np.asarray(scores).argmax(axis=1)
-    f1 = f1_score(gold, pred, average="macro", labels=list(range(num_labels)), zero_division=0)
-    return {"accuracy": round(float((pred == gold).mean()), 4), "macro_f1": round(float(f1), 4), "n_eval": int(len(gold))}
+    agreement = label_agreement(gold, np.asarray(scores).argmax(axis=1), num_labels)
+    return {"accuracy": round(agreement["accuracy"], 4), "macro_f1": round(agreement["macro_f1"], 4), "n_eval": int(len(gold))}
 
 
 def score(clf: Any, examples: Examples, targets: np.ndarray, index: np.ndarray, num_labels: int) -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+
+from lmforge.evaluation.report import new_figure, save_figure
 from lmforge.prompting.protocol import Cell
 
 
@@ -15,10 +18,6 @@ def plot_accuracy(cells: list[Cell], path: Path) -> Path | None:
     """
     if not cells:
         return None
-    import matplotlib
-
-    from lmforge.evaluation.report import new_figure, save_figure
-
     fig, ax = new_figure((7.5, 4.5))
     few = sorted({c.k for c in cells if c.k > 0})
     names = list(dict.fromkeys(c.method for c in cells))

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from lmforge.prompting.encoders import SentenceEncoder, pool
@@ -76,8 +78,6 @@ class LinearHead:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, num_labels: int, c: float = 1.0, seed: int = 0) -> LinearHead:
         """Fit on embeddings ``x`` (N, D) and labels ``y``; labels absent from ``y`` get a weight row that never wins."""
-        from sklearn.linear_model import LogisticRegression
-
         present = np.unique(y)
         weight = np.zeros((num_labels, x.shape[1]), dtype=np.float32)
         bias = np.full(num_labels, -1e4, dtype=np.float32)
@@ -99,14 +99,10 @@ class LinearHead:
 
     def save(self, path: Path) -> None:
         """Write the head as safetensors."""
-        from safetensors.numpy import save_file
-
         save_file({"weight": self.weight, "bias": self.bias}, str(path))
 
     @classmethod
     def load(cls, path: Path) -> LinearHead:
         """Read a head written by :meth:`save`."""
-        from safetensors.numpy import load_file
-
         arrays = load_file(str(path))
         return cls(arrays["weight"], arrays["bias"])

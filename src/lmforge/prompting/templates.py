@@ -14,6 +14,7 @@ from typing import Any
 
 from lmforge.data.segment import is_chinese as text_is_chinese
 from lmforge.errors import ConfigError
+from lmforge.prompting.decoder import chat_prompt
 
 SLOTS = ("text", "text_pair", "mask", "label")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -222,8 +223,6 @@ def chat_wrapped(template: Template, tokenizer: Any, system: str = "") -> Templa
     template's text goes back in their place. A one-line template is all user turn, and the
     label is the answer's first word.
     """
-    from lmforge.prompting.decoder import chat_prompt
-
     head, sep, last = template.source.rpartition("\n")
     user, answer = (head, last) if sep else (template.source.partition("{label}")[0].rstrip(), "{label}")
     text = chat_prompt(tokenizer, _USER, _SYSTEM if system else "",

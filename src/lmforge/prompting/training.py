@@ -16,11 +16,14 @@ from lmforge.data.dataset import SplitSource
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
 from lmforge.data.pipeline import to_split
+from lmforge.errors import LmforgeError
+from lmforge.models.build import load_tokenizer
 from lmforge.prompting.classifiers import HeadClassifier, SetFitClassifier
 from lmforge.prompting.config import SetFitConfig
 from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.mlm import Cloze, pet_loss
 from lmforge.prompting.setfit import LinearHead, cosine_loss, make_pairs, pair_batch
+from lmforge.tasks import get_task
 from lmforge.training.loop import Batch, fit
 
 log = logging.getLogger("lmforge.prompting")
@@ -56,8 +59,6 @@ def _fit(model: Any, source: Any, loss: Any, cfg: TrainConfig, run_dir: Path) ->
     torch.manual_seed(cfg.seed)
     result = fit(model, source, loss, cfg, run_dir, tensorboard=False)
     if result.status != "completed":
-        from lmforge.errors import LmforgeError
-
         raise LmforgeError(f"few-shot training in {run_dir} ended as {result.status}; see {run_dir / 'metrics.jsonl'}")
     return result.model.eval()
 
@@ -91,9 +92,6 @@ def train_setfit(encoder: SentenceEncoder, examples: Examples, targets: np.ndarr
 def train_head(source: str, name: str, examples: Examples, targets: np.ndarray, labels: LabelSpace, data: DataConfig,
                cfg: TrainConfig, run_dir: Path, device: str) -> HeadClassifier:
     """Standard fine-tuning: a new classification head on the encoder, trained with cross-entropy."""
-    from lmforge.models.build import load_tokenizer
-    from lmforge.tasks import get_task
-
     task = get_task(TaskConfig())
     tokenizer = load_tokenizer(source)
     torch.manual_seed(cfg.seed)

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from lmforge import config as config_mod
+from lmforge.artifacts import assemble, load
 from lmforge.config import EnsembleConfig, FinetuneConfig
-from lmforge.data.pipeline import read_examples
-from lmforge.recipes.finetune import add_file_log, finetune, run_directory
+from lmforge.data.pipeline import labeled_splits, read_examples
+from lmforge.errors import LmforgeError
+from lmforge.runs import finetune, run_folder
 from lmforge.tasks import get_task
-from lmforge.training.ensembles import assemble
 
 log = logging.getLogger("lmforge")
 HEADLINE = ("accuracy", "micro_f1", "mse")
@@ -64,8 +65,6 @@ def _train_member(member: FinetuneConfig, resume: bool) -> dict[str, Any]:
     can_resume = resume and (run / "checkpoints").is_dir()
     result = finetune(member, resume=can_resume)
     if result.status not in ("completed", "early_stopped"):
-        from lmforge.errors import LmforgeError
-
         raise LmforgeError(f"ensemble member {run.name} ended {result.status}; rerun with --resume to continue")
     return result.metrics
 
@@ -82,10 +81,7 @@ def ensemble(config: Any, overrides: list[str] | None = None, resume: bool = Fal
         ``{"run_dir", "members": [metrics per split], "ensemble": {split: metrics}}``.
     """
     cfg = config_mod.load(EnsembleConfig, config, overrides)
-    root = run_directory(cfg.output, resume)
-    (root / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
-    handler = add_file_log(root)
-    try:
+    with run_folder(cfg.output, cfg, resume) as root:
         labels = _label_names(cfg)
         members = [member_config(cfg, i, root, labels) for i in range(cfg.ensemble.members)]
         member_metrics = []
@@ -94,9 +90,6 @@ def ensemble(config: Any, overrides: list[str] | None = None, resume: bool = Fal
             member_metrics.append(_train_member(member, resume))
         assemble([m.output.dir for m in members], root, cfg.ensemble.combine, overwrite=True)
         scores = _evaluate(cfg, root)
-    finally:
-        logging.getLogger("lmforge").removeHandler(handler)
-        handler.close()
     result = {"run_dir": str(root), "combine": cfg.ensemble.combine, "members": member_metrics, "ensemble": scores}
     (root / "eval_results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     (root / "report.md").write_text(report(cfg, member_metrics, scores), encoding="utf-8")
@@ -112,8 +105,6 @@ def _describe(cfg: EnsembleConfig, member: FinetuneConfig) -> str:
 
 def _evaluate(cfg: EnsembleConfig, root: Path) -> dict[str, dict[str, Any]]:
     """The ensemble's metrics on the test file and, for seed ensembles, on the shared validation data."""
-    from lmforge.artifact import load
-
     predictor = load(root)
     scores: dict[str, dict[str, Any]] = {}
     if cfg.data.test:
@@ -127,8 +118,6 @@ def _evaluate(cfg: EnsembleConfig, root: Path) -> dict[str, dict[str, Any]]:
 
 def _held_out_scores(cfg: EnsembleConfig, predictor: Any) -> dict[str, Any]:
     """Metrics on the validation share split from data.train (the same for every seed member)."""
-    from lmforge.data.pipeline import labeled_splits
-
     data = cfg.data.model_copy(update={"augment": cfg.data.augment.model_copy(update={"ops": []})})
     splits, labels = labeled_splits(data, get_task(cfg.task))
     examples, targets = splits["validation"]

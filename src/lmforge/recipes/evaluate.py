@@ -6,8 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lmforge.artifact import load
-from lmforge.evaluation.perturb import PERTURBATIONS, write_perturbed
+from lmforge.artifacts import load
+from lmforge.data.perturb import PERTURBATIONS
+from lmforge.evaluation.perturb import write_perturbed
 
 
 def evaluate(run: str | Path, data: str, text_column: str | None = None, label_column: str | None = None,

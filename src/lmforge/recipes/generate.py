@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from lmforge.artifacts import load
 from lmforge.data.sources import read_table
 from lmforge.errors import DataError
-from lmforge.generation import GenerateConfig, Generator
+from lmforge.generation import GenerateConfig
 
 log = logging.getLogger("lmforge")
 
@@ -28,14 +29,19 @@ def read_prompts(path: str | Path, column: str = "prompt") -> list[str]:
     return prompts
 
 
-def generate_file(model: str | Generator, source: str | Path, out: str | Path, options: GenerateConfig,
+def _generator(model: Any) -> Any:
+    """An artifact that generates: loaded from a name or run, or given already loaded."""
+    return load(model) if isinstance(model, (str, Path)) else model
+
+
+def generate_file(model: Any, source: str | Path, out: str | Path, options: GenerateConfig,
                   column: str = "prompt") -> int:
     """Generate for every prompt of ``source`` and write ``{"prompt", "output"}`` JSON lines to ``out``, in order.
 
     Returns:
         The number of prompts.
     """
-    generator = model if isinstance(model, Generator) else Generator.load(model)
+    generator = _generator(model)
     prompts = read_prompts(source, column)
     outputs = generator.generate(prompts, options)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -45,9 +51,9 @@ def generate_file(model: str | Generator, source: str | Path, out: str | Path, o
     return len(prompts)
 
 
-def generate_prompts(model: str, prompts: list[str], options: GenerateConfig, stream: bool = True) -> list[str]:
+def generate_prompts(model: Any, prompts: list[str], options: GenerateConfig, stream: bool = True) -> list[str]:
     """Generate for each prompt in turn, printing tokens as they come when ``stream``."""
-    generator = Generator.load(model)
+    generator = _generator(model)
     outputs: list[str] = []
     for prompt in prompts:
         text: Any = generator.generate(prompt, options, stream=stream)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmforge.artifact import load, model_dir, read_meta, save_model
+from lmforge.artifacts import legacy_kind, load, model_dir, read_meta, save_model
 from lmforge.config import TaskConfig
 from lmforge.errors import LmforgeError
+from lmforge.tuning import merge_tuned, parse_options
 
 
 def merge(run: str | Path, out: str | Path, overwrite: bool = False) -> Path:
@@ -22,12 +23,10 @@ def merge(run: str | Path, out: str | Path, overwrite: bool = False) -> Path:
         out: Folder for the merged model.
         overwrite: Allow writing into a non-empty ``out``.
     """
-    from lmforge.tuning import merge_tuned, parse_options
-
     path, out = model_dir(run), Path(out)
     meta = read_meta(path)
-    if meta.get("kind") != "adapter":
-        raise LmforgeError(f"{path} holds a fully fine-tuned model already; there is no adapter to merge")
+    if legacy_kind(meta) != "adapter":
+        raise LmforgeError(f"{path} is a {legacy_kind(meta)} artifact, not an adapter; there is no adapter to merge")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise LmforgeError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     predictor = load(path, device="cpu")

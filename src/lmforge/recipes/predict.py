@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmforge.artifact import load
+from lmforge.artifacts import load
 from lmforge.data.pipeline import read_examples
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from accelerate.utils import set_seed
 
-from lmforge import __version__
 from lmforge import config as config_mod
-from lmforge.artifact import META_FILE
+from lmforge.artifacts import write_meta
 from lmforge.errors import LmforgeError
 from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.models.build import load_tokenizer, quiet_transformers, resolve
@@ -37,7 +37,7 @@ from lmforge.pretraining.objectives import (
 )
 from lmforge.pretraining.packing import PackedSequences, Sequences, SequenceSource, document_spans, packed_spans
 from lmforge.pretraining.store import StoreOptions, TokenStore, build_stores
-from lmforge.recipes.finetune import open_run
+from lmforge.runs import cache_dir, open_run
 from lmforge.training.loop import fit
 
 log = logging.getLogger("lmforge.pretrain")
@@ -104,20 +104,18 @@ def _count_parameters(model: Any) -> None:
 
 
 def save_pretrained(out: Path, model: Any, tokenizer: Any, cfg: PretrainConfig, objectives: Objectives) -> Path:
-    """The model and tokenizer in Hugging Face format, with ``lmforge.json`` describing the run."""
+    """The model and tokenizer in Hugging Face format, with ``lmforge.json`` describing the run.
+
+    A causal LM is saved as a ``generator`` artifact, a masked LM as an ``encoder``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-    meta = {
-        "kind": "pretrained",
-        "lmforge_version": __version__,
-        "base_model": cfg.model.name or f"new {cfg.model.arch} ({cfg.model.size})",
-        "objectives": objectives.names(),
-        "data": cfg.data.model_dump(mode="json", include={"normalize", "lowercase", "fullwidth_to_halfwidth", "max_length"}),
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    return out
+    kind = "generator" if objectives.clm else "encoder"
+    base = cfg.model.name or f"new {cfg.model.arch} ({cfg.model.size})"
+    data = cfg.data.model_dump(mode="json", include={"normalize", "lowercase", "fullwidth_to_halfwidth", "max_length"})
+    return write_meta(out, kind, base, data=data, objectives=objectives.names())
 
 
 def pretrain(config: Any, overrides: list[str] | None = None, resume: bool = False) -> PretrainResult:
@@ -129,21 +127,15 @@ def pretrain(config: Any, overrides: list[str] | None = None, resume: bool = Fal
         resume: Continue the run from its newest checkpoint.
     """
     cfg = config_mod.load(PretrainConfig, config, overrides)
-    with open_run(cfg.output, cfg.train, resume) as (acc, run_dir):
+    with open_run(cfg.output, cfg.train, resume, cfg) as (acc, run_dir):
         return _pretrain(cfg, acc, run_dir, resume)
 
 
 def _cache_root(cfg: PretrainConfig, run_dir: Path) -> Path:
-    from lmforge.zoo import home
-
-    return home() / "cache" / "pretrain" if cfg.data.cache else run_dir / "tokens"
+    return cache_dir("pretrain") if cfg.data.cache else run_dir / "tokens"
 
 
 def _pretrain(cfg: PretrainConfig, acc: Any, run_dir: Path, resume: bool) -> PretrainResult:
-    from accelerate.utils import set_seed
-
-    if acc.is_main_process:
-        (run_dir / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model.tokenizer or resolve(cfg.model.name or ""))
     model, objectives = build_model(cfg.model, cfg.objective, tokenizer, cfg.data.max_length)

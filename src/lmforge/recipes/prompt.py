@@ -16,18 +16,20 @@ from typing import Any
 import numpy as np
 
 from lmforge import config as config_mod
+from lmforge.artifacts import save_artifact
 from lmforge.config import TaskConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
 from lmforge.data.pipeline import labeled_splits
+from lmforge.devices import default_device
 from lmforge.errors import ConfigError
 from lmforge.prompting import protocol
-from lmforge.prompting.artifacts import save_artifact
 from lmforge.prompting.config import PromptConfig
 from lmforge.prompting.methods import Context, Method, check_templates
+from lmforge.prompting.report import write_prompt_report
 from lmforge.prompting.templates import builtin, is_chinese
 from lmforge.prompting.verbalizers import build_verbalizer
-from lmforge.recipes.finetune import add_file_log, run_directory
+from lmforge.runs import run_folder
 from lmforge.tasks import get_task
 
 log = logging.getLogger("lmforge")
@@ -62,15 +64,13 @@ def load_data(cfg: PromptConfig) -> tuple[tuple[Examples, np.ndarray], tuple[Exa
 
 def make_context(cfg: PromptConfig, labels: LabelSpace, pool: Examples, run_dir: Path) -> Context:
     """Templates, verbalizer and lazily loaded models for the protocol."""
-    import torch
-
     language = cfg.prompt.language
     if language == "auto":
         language = "zh" if is_chinese(pool.texts) else "en"
     templates = builtin(cfg.prompt.task, language).updated(cfg.prompt.templates.model_dump())
     verbalizer = build_verbalizer(labels.names, cfg.prompt.task, language, cfg.prompt.verbalizer, cfg.prompt.multi_token,
                                   cfg.prompt.names)
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(cfg.device)
     log.info("prompting: task %s (%s), verbalizer %s", cfg.prompt.task, language, verbalizer.describe())
     return Context(cfg, labels, verbalizer, templates, device, run_dir / "work")
 
@@ -90,8 +90,6 @@ def _write_outputs(run_dir: Path, cfg: PromptConfig, cells: list[protocol.Cell],
                "pool_size": n_pool, "eval_size": n_eval, "decoder_eval_samples": cfg.shots.decoder_eval_samples}
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     if cfg.output.report:
-        from lmforge.prompting.report import write_prompt_report
-
         write_prompt_report(run_dir, cells, table, config_mod.dump(cfg))
 
 
@@ -103,10 +101,7 @@ def prompt(config: Any, overrides: list[str] | None = None) -> PromptResult:
         overrides: ``key.sub=value`` strings applied on top.
     """
     cfg = config_mod.load(PromptConfig, config, overrides)
-    run_dir = run_directory(cfg.output, resume=False)
-    handler = add_file_log(run_dir)
-    try:
-        (run_dir / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
+    with run_folder(cfg.output, cfg) as run_dir:
         pool, evaluation, labels = load_data(cfg)
         ctx = make_context(cfg, labels, pool[0], run_dir)
         check_templates(ctx, cfg.methods)
@@ -116,6 +111,3 @@ def prompt(config: Any, overrides: list[str] | None = None) -> PromptResult:
         table = protocol.format_cells(cells, cfg.shots.k)
         _write_outputs(run_dir, cfg, cells, table, len(pool[0]), len(evaluation[0]))
         return PromptResult(run_dir, cells, table, artifacts)
-    finally:
-        logging.getLogger("lmforge").removeHandler(handler)
-        handler.close()

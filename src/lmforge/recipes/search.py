@@ -28,12 +28,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import optuna
+from optuna.trial import TrialState
 from pydantic import Field
 
 from lmforge import config as config_mod
 from lmforge.config import FinetuneConfig, SearchConfig, Section, set_key
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluation import metric_mode
+from lmforge.evaluation.report import new_figure, save_figure
+from lmforge.runs import finetune, run_directory, setup_logging
+from lmforge.tasks import get_task
 from lmforge.training.hooks import Hook
 
 log = logging.getLogger("lmforge")
@@ -87,8 +92,6 @@ class PruneHook(Hook):
 
     def after_eval(self, step: int, metrics: dict[str, float]) -> None:
         """Report ``metric`` at ``step``; raise ``optuna.TrialPruned`` for a bad trial."""
-        import optuna
-
         if self.metric in metrics:
             self.trial.report(float(metrics[self.metric]), step)
             if self.trial.should_prune():
@@ -121,8 +124,6 @@ class Study:
 
     def load(self) -> Any:
         """Create or reopen the Optuna study."""
-        import optuna
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if self.pruner == "median" else optuna.pruners.NopPruner()
         return optuna.create_study(study_name=self.name, storage=self.storage, direction=self.direction, load_if_exists=True,
@@ -130,8 +131,6 @@ class Study:
 
     def objective(self, trial: Any) -> float:
         """Fine-tune with the trial's values and return the validation metric."""
-        from lmforge.recipes.finetune import finetune
-
         tree = copy.deepcopy(self.base)
         for key, spec in self.specs.items():
             set_key(tree, key, suggest(trial, key, spec))
@@ -151,9 +150,6 @@ class Study:
 
     def optimize(self) -> None:
         """Run trials until the study holds ``trials`` finished (complete or pruned) ones."""
-        import optuna
-        from optuna.trial import TrialState
-
         study = self.load()
         stop = optuna.study.MaxTrialsCallback(self.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
         if _finished(study) < self.trials:
@@ -161,15 +157,11 @@ class Study:
 
 
 def _finished(study: Any) -> int:
-    from optuna.trial import TrialState
-
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 def _worker(spec: str, index: int) -> None:
     """Search worker ``index``: run trials of the study described in ``spec`` until it has enough."""
-    from lmforge.cli import setup_logging
-
     setup_logging(quiet=True)
     fields = json.loads(Path(spec).read_text(encoding="utf-8"))
     fields["seed"] += index  # workers with one sampler seed would propose the same values
@@ -208,16 +200,12 @@ def _check_space(base: dict[str, Any], specs: dict[str, ParamSpec]) -> None:
 
 def _close_stale(study: Any) -> None:
     """Trials left running by a search that was killed will never finish: mark them failed."""
-    from optuna.trial import TrialState
-
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         log.warning("trial %d was left unfinished by an earlier run; marked failed", trial.number)
 
 
 def _search_dir(cfg: SearchConfig) -> Path:
-    from lmforge.recipes.finetune import run_directory
-
     path = Path(cfg.output.dir.format(name=cfg.output.name, time="{time}"))
     return run_directory(cfg.output, resume=(path / "study.db").is_file())
 
@@ -239,8 +227,6 @@ def search(config: Any, space: str | Path | dict[str, Any] | None = None, trials
     base = cfg.model_dump(mode="json", exclude={"search"})
     _check_space(base, specs)
     root = _search_dir(cfg)
-    from lmforge.tasks import get_task
-
     metric = get_task(cfg.task).default_metric if cfg.train.metric == "auto" else cfg.train.metric
     total = trials or cfg.search.trials
     workers = max(1, min(jobs or cfg.search.jobs or os.cpu_count() or 1, total))
@@ -316,8 +302,6 @@ def _short(value: Any) -> str:
 
 def plot_trials(path: Path, rows: list[dict[str, Any]], metric: str, maximize: bool) -> Path | None:
     """The metric of each trial (pruned ones hollow) and the best so far."""
-    from lmforge.evaluation.report import new_figure, save_figure
-
     done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
     if not done:
         return None

@@ -20,6 +20,8 @@ from lmforge.data.batching import eval_batches
 from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.tokenize import Encoded, Ragged
+from lmforge.generation import Generator
+from lmforge.models.chat import render
 
 log = logging.getLogger("lmforge.data")
 IGNORE = -100  # label id that the loss skips
@@ -41,26 +43,6 @@ class ChatSplit(Split):
     stop_ids: list[int] = field(default_factory=list)
 
 
-def _messages(user: str, system: str | None) -> list[dict[str, str]]:
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-
-
-def render(tokenizer: Any, user: str, system: str | None, answer: str | None) -> tuple[str, str]:
-    """``(prompt, answer)`` texts: the chat template's turns, or a plain layout when the tokenizer has none.
-
-    The answer text carries whatever ends the assistant's turn (``<|im_end|>``, the EOS token).
-    """
-    if getattr(tokenizer, "chat_template", None):
-        messages = _messages(user, system)
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        if answer is None:
-            return prompt, ""
-        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
-        if full.startswith(prompt):
-            return prompt, full[len(prompt):]
-        return prompt, answer + (tokenizer.eos_token or "")
-    head = f"{system}\n\n" if system else ""
-    return f"{head}### Instruction:\n{user}\n\n### Response:\n", (answer or "") + (tokenizer.eos_token or "")
 
 
 def _ids(tokenizer: Any, texts: Sequence[str], special: bool) -> list[list[int]]:
@@ -178,15 +160,13 @@ def score_candidates(model: nn.Module, split: ChatSplit, batch_size: int) -> np.
 
 
 def generate(model: nn.Module, tokenizer: Any, split: ChatSplit, batch_size: int, max_new_tokens: int) -> list[str]:
-    """Greedy answers to each example's prompt, in input order."""
+    """Greedy answers to each example's prompt, in input order (decoded by :class:`~lmforge.generation.Generator`)."""
     ids = split.encoded.input_ids
-    device = next(model.parameters()).device
+    generator = Generator(model, tokenizer)
+    opts = generator.options(max_new_tokens=max_new_tokens)
     answers = [""] * len(split)
-    with torch.inference_mode():
-        for index in eval_batches(split.prompt_lengths, batch_size):
-            tokens, mask = _pad([ids[i][:split.prompt_lengths[i]] for i in index], split.pad_id, left=True)
-            out = model.generate(input_ids=tokens.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=max_new_tokens, eos_token_id=split.stop_ids, pad_token_id=split.pad_id)
-            for i, row in zip(index, out[:, tokens.shape[1]:].cpu().tolist(), strict=True):
-                answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    for index in eval_batches(split.prompt_lengths, batch_size):
+        prompts = [ids[i][:split.prompt_lengths[i]].tolist() for i in index]
+        for i, text in zip(index, generator.generate_ids(prompts, opts, eos_ids=split.stop_ids), strict=True):
+            answers[i] = text.strip()
     return answers

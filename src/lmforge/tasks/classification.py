@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModelForSequenceClassification
 
 from lmforge.config import DataConfig, ModelConfig, TaskConfig
 from lmforge.data.dataset import Split
@@ -53,8 +54,6 @@ class ClassificationTask:
 
     def build_model(self, source: str, labels: LabelSpace, cfg: ModelConfig) -> nn.Module:
         """The checkpoint with a freshly initialized classification head of ``labels.num_labels`` outputs."""
-        from transformers import AutoModelForSequenceClassification
-
         names = labels.names or ["value"]
         model = from_pretrained(
             AutoModelForSequenceClassification, source, num_labels=labels.num_labels,

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM
 
 from lmforge.config import DataConfig, ModelConfig, TaskConfig
 from lmforge.data.dataset import Split
@@ -36,8 +37,6 @@ PAIR_LABEL_PROMPT = ("Classify the pair of texts as one of: {labels}. Answer wit
 
 def causal_lm(source: str, cfg: ModelConfig) -> nn.Module:
     """The checkpoint as a causal LM, with a padding id set for batching."""
-    from transformers import AutoModelForCausalLM
-
     model = from_pretrained(AutoModelForCausalLM, source, **model_kwargs(source, cfg))
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:
         eos = model.config.eos_token_id

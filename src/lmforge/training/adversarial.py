@@ -9,7 +9,7 @@ loss and backpropagates the loss there on top of the clean gradients.
 * FreeLB (Zhu et al., 2020): K ascent steps on a per-example perturbation of the input
   embeddings (``inputs_embeds``), whose gradients are averaged onto the clean one.
 * text: the batch is decoded, each example gets N perturbed copies (typos by default, any of
-  :data:`lmforge.evaluation.perturb.PERTURBATIONS`), the copy the current model finds hardest
+  :data:`lmforge.data.perturb.PERTURBATIONS`), the copy the current model finds hardest
   is kept (worst-of-N, a black-box attack in the discrete input space as in Pruthi et al.,
   2019), and its loss is trained on; ``consistency`` adds a KL term from the clean prediction
   (held fixed) to the one on that copy (TRADES, Zhang et al., 2019). Embedding-space methods
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmforge.config import AdversarialConfig, TrainConfig
+from lmforge.data.perturb import PERTURBATIONS
 from lmforge.errors import LmforgeError
 from lmforge.registry import Registry
 from lmforge.training.hooks import HOOKS, Hook, StepContext
@@ -215,8 +216,6 @@ class TextAdversary(Hook):
     """
 
     def __init__(self, cfg: AdversarialConfig, tokenizer: Any = None, seed: int = 0) -> None:
-        from lmforge.evaluation.perturb import PERTURBATIONS
-
         if tokenizer is None:
             raise LmforgeError("train.adversarial.method=text needs the model's tokenizer; it runs in lmforge finetune")
         self.perturb = PERTURBATIONS.get(cfg.perturbation)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from lmforge.errors import LmforgeError
@@ -126,7 +127,6 @@ def _drop_frozen(models: list[nn.Module], weights: list[dict[str, Any]], output_
 def _load_trainable(models: list[nn.Module], input_dir: str) -> None:
     # Models with frozen parameters were saved without them (_drop_frozen): load what is
     # there, check that every trainable parameter was, and keep accelerate from a strict load.
-    from safetensors.torch import load_file
 
     for i, model in enumerate(list(models)):
         frozen = frozen_names(model)
@@ -152,8 +152,6 @@ def save_weights(model: nn.Module, path: Path) -> None:
     Only trainable parameters are written when some are frozen (adapter runs): the rest
     cannot have changed since the run started.
     """
-    from safetensors.torch import save_file, save_model
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if frozen_names(model):
@@ -165,6 +163,4 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load weights written by :func:`save_weights` into ``model``."""
-    from safetensors.torch import load_model
-
     load_model(model, str(path), strict=False)

@@ -7,26 +7,19 @@ Members' raw outputs (logits) are combined per example:
   shares, ties broken by the mean probability. Multi-label votes run per label.
 
 A model soup (Wortsman et al., 2022) averages the weights of members fine-tuned from one
-checkpoint with one head initialization, giving a single model at the cost of one.
+checkpoint with one head initialization, giving a single model at the cost of one. The saved
+ensemble artifact (members, combination) is :mod:`lmforge.artifacts.ensemble`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-from lmforge.artifact import ARTIFACTS, META_FILE, Predictor, Scored, load, model_dir, read_meta
-from lmforge.config import DataConfig
-from lmforge.data.examples import Examples
-from lmforge.data.labels import LabelSpace
 from lmforge.errors import LmforgeError
 
 COMBINE = ("mean", "vote")
@@ -103,8 +96,6 @@ def soup(state_dicts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
 
 def load_state(folder: Path) -> dict[str, torch.Tensor]:
     """The weights of a saved Hugging Face model folder (safetensors)."""
-    from safetensors.torch import load_file
-
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise LmforgeError(f"{folder} holds no .safetensors weights")
@@ -112,117 +103,3 @@ def load_state(folder: Path) -> dict[str, torch.Tensor]:
     for f in files:
         state.update(load_file(str(f)))
     return state
-
-
-@dataclass
-class EnsemblePredictor(Scored):
-    """Several fine-tuned models answering as one; made by :func:`lmforge.load` for ``"kind": "ensemble"``.
-
-    Attributes:
-        path: The ensemble's folder.
-        members: The members' predictors.
-        how: ``mean`` or ``vote``.
-    """
-
-    path: Path
-    members: list[Predictor]
-    how: str
-
-    @property
-    def task(self) -> Any:
-        """The members' task."""
-        return self.members[0].task
-
-    @property
-    def labels(self) -> LabelSpace:
-        """The members' label space."""
-        return self.members[0].labels
-
-    @property
-    def data(self) -> DataConfig:
-        """Text settings (normalization, columns, max length) of the first member."""
-        return self.members[0].data
-
-    @property
-    def tokenizer(self) -> Any:
-        """The first member's tokenizer."""
-        return self.members[0].tokenizer
-
-    def combine(self, member_logits: list[np.ndarray]) -> np.ndarray:
-        """The ensemble's logits from the members' logits."""
-        return combine_logits(member_logits, self.how, self.labels.kind, getattr(self.task.cfg, "threshold", 0.5))
-
-    def member_logits(self, examples: Examples, batch_size: int = 64) -> list[np.ndarray]:
-        """Each member's logits for ``examples`` (each member tokenizes with its own tokenizer)."""
-        return [m.scores(examples, None, batch_size) for m in self.members]
-
-    def scores(self, examples: Examples, targets: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
-        """The ensemble's logits for cleaned ``examples``."""
-        return self.combine(self.member_logits(examples, batch_size))
-
-
-@ARTIFACTS.register("ensemble")
-def _load_ensemble(path: Path, meta: dict[str, Any], device: str) -> EnsemblePredictor:
-    members = []
-    for member in meta["members"]:
-        folder = (path / member).resolve()
-        if not (folder / META_FILE).is_file():
-            raise LmforgeError(f"ensemble {path}: member {folder} is missing; the ensemble folder must keep its members")
-        members.append(load(folder, device))  # each member by its own kind's loader
-    return EnsemblePredictor(path, members, meta["combine"])
-
-
-# The artifact kinds a member may be: a fine-tuned model, or a base model with a saved adapter (LoRA,
-# IA3...) and head; both load as a Predictor with logits, so members may come from different base models.
-MEMBER_KINDS = ("model", "adapter")
-
-
-def _check_members(metas: list[dict[str, Any]], folders: list[Path], combine: str) -> None:
-    for meta, folder in zip(metas, folders, strict=True):  # the first member too: it may itself be an ensemble
-        kind = meta.get("kind", "model")
-        if kind not in MEMBER_KINDS:
-            raise LmforgeError(f"{folder} is a {kind} artifact; ensemble members must be fine-tuned models or adapters")
-        if combine == "soup" and kind != "model":
-            raise LmforgeError(f"{folder} is an {kind} artifact; a soup averages full models' weights "
-                               "(merge the adapter first with `lmforge merge`, or combine by mean or vote)")
-        if meta["labels"] != metas[0]["labels"] or meta["task"] != metas[0]["task"]:
-            raise LmforgeError(f"{folder} has other labels or another task than {folders[0]}; "
-                               "ensemble members must be trained on the same labels (set data.labels)")
-
-
-def assemble(runs: Sequence[str | Path], out: str | Path, combine: str = "mean", overwrite: bool = False) -> Path:
-    """Save trained runs as one ensemble artifact under ``out/model`` and return ``out``.
-
-    Args:
-        runs: Run directories (or model folders) of the members.
-        out: The ensemble's run directory.
-        combine: ``mean``, ``vote`` (members referenced by relative path, so keep ``out`` and the
-            members together) or ``soup`` (one model with the members' averaged weights).
-        overwrite: Replace an existing ensemble in ``out``.
-    """
-    folders = [model_dir(r).resolve() for r in runs]
-    metas = [read_meta(f) for f in folders]
-    _check_members(metas, folders, combine)
-    target = Path(out) / "model"
-    if (target / META_FILE).is_file() and not overwrite:
-        raise LmforgeError(f"{target} already holds a model; pass overwrite=True or choose another folder")
-    shutil.rmtree(target, ignore_errors=True)
-    if combine == "soup":
-        return _save_soup(folders, metas[0], target).parent
-    if combine not in COMBINE:
-        raise LmforgeError(f"unknown ensemble combination {combine!r}; choose mean, vote or soup")
-    target.mkdir(parents=True)
-    meta = {**{k: metas[0][k] for k in ("task", "labels", "data", "base_model")}, "kind": "ensemble",
-            "combine": combine, "members": [os.path.relpath(f, target) for f in folders]}
-    (target / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    return target.parent
-
-
-def _save_soup(folders: list[Path], meta: dict[str, Any], target: Path) -> Path:
-    from safetensors.torch import save_file
-
-    shutil.copytree(folders[0], target, ignore=shutil.ignore_patterns("*.safetensors", "*.safetensors.index.json"))
-    save_file(soup([load_state(f) for f in folders]), str(target / "model.safetensors"), metadata={"format": "pt"})
-    meta = {**meta, "soup_of": [str(f) for f in folders]}
-    (target / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    return target

@@ -7,7 +7,6 @@ compose: each sees the loss the previous one returned.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,17 +80,4 @@ def eval_weights(hooks: list[Hook], model: nn.Module) -> Iterator[None]:
 
 # Hooks switched on by train.* settings: name -> factory(train config, tokenizer or None) -> Hook, or None when off.
 HOOKS: Registry[Callable[[TrainConfig, Any], Hook | None]] = Registry("training hook")
-_HOOK_MODULES = ("lmforge.training.regularizers", "lmforge.training.adversarial")
 
-
-def build_hooks(cfg: TrainConfig, tokenizer: Any = None) -> list[Hook]:
-    """The hooks that ``cfg`` switches on (R-Drop, adversarial training, EMA...), in registry order.
-
-    Args:
-        cfg: The train section.
-        tokenizer: The model's tokenizer, for hooks that work on the text (adversarial ``text``).
-    """
-    for module in _HOOK_MODULES:
-        importlib.import_module(module)
-    hooks = (HOOKS.get(name)(cfg, tokenizer) for name in HOOKS.names())
-    return [hook for hook in hooks if hook is not None]

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 log = logging.getLogger("lmforge.train")
@@ -34,7 +35,6 @@ class MetricsLogger:
         self.writer = None
         if enabled and tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
                 self.writer = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:
                 log.warning("tensorboard is not installed; pip install tensorboard to get event files")

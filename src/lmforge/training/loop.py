@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 
 from lmforge.config import TrainConfig
@@ -62,8 +63,6 @@ class FitResult:
 
 def make_accelerator(cfg: TrainConfig) -> Any:
     """An ``Accelerator`` with the precision the hardware supports."""
-    from accelerate import Accelerator
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return Accelerator(mixed_precision=resolve_precision(cfg.precision, device), cpu=device.type == "cpu")
 

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from lmforge.config import TrainConfig
+from lmforge.models.heads import head_parameter_ids
 from lmforge.registry import Registry
 
 SCHEDULES: Registry[Callable[[int, int, int], float]] = Registry("lr schedule")
 _LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
-_HEAD_WORDS = ("classifier", "score", "qa_outputs", "cls.", "lm_head", "pooler", "head")
 
 
 @SCHEDULES.register("constant")
@@ -52,9 +52,6 @@ def layer_depth(name: str, num_layers: int) -> int:
     return num_layers + 1
 
 
-def is_head(name: str) -> bool:
-    """Parameters of a task head, trained at ``train.head_lr`` when given."""
-    return any(word in name for word in _HEAD_WORDS) and not _LAYER.search(name)
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -62,10 +59,11 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     layers = {int(m.group(1)) for n, _ in named if (m := _LAYER.search(n))}
     num_layers = max(layers) + 1 if layers else 0
+    head = head_parameter_ids(model) if cfg.head_lr is not None else set()
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in named:
         lr = cfg.lr * cfg.layer_lr_decay ** (num_layers + 1 - layer_depth(name, num_layers))
-        if cfg.head_lr is not None and is_head(name):
+        if id(param) in head:
             lr = cfg.head_lr
         decay = 0.0 if no_decay(name, param) else cfg.weight_decay
         groups.setdefault((lr, decay), []).append(param)

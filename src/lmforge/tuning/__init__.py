@@ -15,9 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from lmforge.config import TuningConfig
+from lmforge.config import TuningConfig, parse_options
+from lmforge.errors import LmforgeError
 from lmforge.tuning import adapter, bitfit, full, ia3, lora, prefix, prompt, ptuning  # noqa: F401  (registration)
-from lmforge.tuning.base import METHODS, Method, head_modules, is_full, parameter_counts, parse_options
+from lmforge.tuning.base import METHODS, Method, head_modules, is_full, parameter_counts
 
 log = logging.getLogger("lmforge.tuning")
 
@@ -68,8 +69,6 @@ def load_tuned(model: nn.Module, path: Path, options: dict[str, Any] | TuningCon
 
 
 def _parse_saved(options: dict[str, Any], path: Path) -> TuningConfig:
-    from lmforge.errors import LmforgeError
-
     try:
         return parse_options(options)
     except ValueError as exc:

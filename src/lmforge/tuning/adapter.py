@@ -9,12 +9,11 @@ the identity (zero up-projection), so training begins from the pretrained model'
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-from pydantic import Field
 from torch import nn
 
-from lmforge.config import TuningConfig
+from lmforge.config.tuning import AdapterOptions, TuningConfig
 from lmforge.errors import LmforgeError
 from lmforge.tuning.base import METHODS, OwnMethod, head_parameters
 from lmforge.tuning.peft_method import model_type
@@ -31,18 +30,6 @@ PLACES: dict[str, tuple[str, str]] = {
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
 
-class AdapterOptions(TuningConfig):
-    """Options of ``tuning.method: adapter``."""
-
-    default_lr: ClassVar[float] = 1e-3
-    placement: Literal["houlsby", "pfeiffer"] = Field(
-        "pfeiffer", description="houlsby: after attention and feed-forward; pfeiffer: after feed-forward only.")
-    reduction_factor: int = Field(16, ge=1, description="Hidden size divided by this is the bottleneck size.")
-    non_linearity: Literal["relu", "gelu", "swish", "tanh"] = Field("relu", description="Activation inside the bottleneck.")
-    attention_modules: str | None = Field(
-        None, description="Regular expression of attention-output module names; per architecture when absent.")
-    ffn_modules: str | None = Field(
-        None, description="Regular expression of feed-forward-output module names; per architecture when absent.")
 
 
 class Bottleneck(nn.Module):

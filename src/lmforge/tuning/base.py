@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
-from pydantic import ValidationError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lmforge.config import TuningConfig, describe_error
+from lmforge.config import TuningConfig
 from lmforge.errors import LmforgeError
+from lmforge.models.heads import head_modules, under
 from lmforge.registry import Registry
 
 log = logging.getLogger("lmforge.tuning")
@@ -58,25 +59,6 @@ class Method(Protocol):
 METHODS: Registry[Method] = Registry("tuning method")
 
 
-def parse_options(value: Any) -> TuningConfig:
-    """Validate a ``tuning`` block against the options of the method it names.
-
-    Raises:
-        ValueError: One sentence naming the key; pydantic turns it into the config's error.
-    """
-    if isinstance(value, TuningConfig):
-        value = value.model_dump()
-    value = {} if value is None else value
-    if not isinstance(value, dict):
-        raise ValueError(f"tuning must be a mapping such as {{method: lora, r: 8}}, got {value!r}")
-    name = value.get("method", "full")
-    if name not in METHODS:
-        raise ValueError(f"tuning.method: unknown tuning method {name!r}; known: {', '.join(METHODS.names())}")
-    options = METHODS.get(name).options
-    try:
-        return options.model_validate(value)
-    except ValidationError as exc:
-        raise ValueError(describe_error(options, exc, f"tuning method '{name}'", ("tuning",))) from None
 
 
 def is_full(options: TuningConfig | None) -> bool:
@@ -84,52 +66,12 @@ def is_full(options: TuningConfig | None) -> bool:
     return options is None or options.method == "full"
 
 
-def head_modules(model: nn.Module) -> list[str]:
-    """Modules that train in full beside any method: the task head, and layers the checkpoint lacked.
-
-    The head is every child module outside the pretrained backbone except a tied LM head:
-    ``["classifier"]`` for ``BertForSequenceClassification``, ``["score"]`` for
-    ``LlamaForSequenceClassification``, none for a causal LM. Layers that ``from_pretrained``
-    had to initialize at random (a BERT pooler missing from an MLM checkpoint) are added:
-    left frozen, they would be random noise that the saved adapter could not reproduce.
-    """
-    backbone = getattr(model, "base_model_prefix", "")
-    get_output = getattr(model, "get_output_embeddings", None)
-    lm_head = get_output() if get_output is not None else None
-    head = [name for name, child in model.named_children()
-            if name != backbone and child is not lm_head and any(True for _ in child.parameters())]
-    fresh = sorted({n.rsplit(".", 1)[0] for n in fresh_parameters(model) if not _under(n, head)})
-    if fresh:
-        log.info("tuning: %s not in the checkpoint (initialized at random); trained with the head", ", ".join(fresh))
-    return head + fresh
 
 
-def _under(name: str, modules: list[str]) -> bool:
-    return any(name == m or name.startswith(m + ".") for m in modules)
 
 
-def checkpoint_keys(source: str) -> set[str] | None:
-    """Tensor names stored in the safetensors files of the checkpoint folder ``source`` (None if it has none)."""
-    from safetensors import safe_open
-
-    files = sorted(Path(source).glob("*.safetensors")) if source and Path(source).is_dir() else []
-    if not files:
-        return None
-    keys: set[str] = set()
-    for file in files:
-        with safe_open(str(file), "pt") as handle:
-            keys.update(handle.keys())
-    return keys
 
 
-def fresh_parameters(model: nn.Module) -> list[str]:
-    """Parameters of ``model`` that its checkpoint did not hold (initialized by ``from_pretrained``)."""
-    keys = checkpoint_keys(str(getattr(getattr(model, "config", None), "_name_or_path", "")))
-    if keys is None:
-        return []
-    prefix = getattr(model, "base_model_prefix", "")
-    stored = lambda n: n in keys or n.removeprefix(prefix + ".") in keys or f"{prefix}.{n}" in keys  # noqa: E731
-    return [n for n, _ in model.named_parameters() if not stored(n)]
 
 
 def freeze_except(model: nn.Module, trainable: set[str]) -> None:
@@ -140,7 +82,7 @@ def freeze_except(model: nn.Module, trainable: set[str]) -> None:
 
 def head_parameters(model: nn.Module, head: list[str]) -> set[str]:
     """Parameter names under the ``head`` modules."""
-    return {n for n, _ in model.named_parameters() if _under(n, head)}
+    return {n for n, _ in model.named_parameters() if under(n, head)}
 
 
 def parameter_counts(model: nn.Module) -> dict[str, Any]:
@@ -154,8 +96,6 @@ def parameter_counts(model: nn.Module) -> dict[str, Any]:
 
 def save_tensors(model: nn.Module, names: set[str], out: Path) -> None:
     """Write the parameters ``names`` of ``model`` to ``out/adapter_model.safetensors``."""
-    from safetensors.torch import save_file
-
     out.mkdir(parents=True, exist_ok=True)
     state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if n in names}
     save_file(state, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
@@ -163,8 +103,6 @@ def save_tensors(model: nn.Module, names: set[str], out: Path) -> None:
 
 def load_tensors(model: nn.Module, path: Path) -> None:
     """Load ``path/adapter_model.safetensors`` into ``model``; every saved tensor must find its parameter."""
-    from safetensors.torch import load_file
-
     file = path / ADAPTER_WEIGHTS
     if not file.is_file():
         raise LmforgeError(f"{path} has no {ADAPTER_WEIGHTS}; the run was not saved completely, train it again")

@@ -6,18 +6,10 @@ model whole. Architectures without biases (Llama) leave only the head to train; 
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import nn
 
-from lmforge.config import TuningConfig
+from lmforge.config.tuning import BitfitOptions
 from lmforge.tuning.base import METHODS, OwnMethod, head_parameters
-
-
-class BitfitOptions(TuningConfig):
-    """Options of ``tuning.method: bitfit`` (none besides the method)."""
-
-    default_lr: ClassVar[float] = 2e-3
 
 
 class BitFit(OwnMethod):

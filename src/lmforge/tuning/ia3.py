@@ -6,29 +6,17 @@ into the base weights.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-from pydantic import Field
+from peft import IA3Config
 from torch import nn
 
-from lmforge.config import TuningConfig
+from lmforge.config.tuning import Ia3Options
 from lmforge.tuning.base import METHODS
 from lmforge.tuning.peft_method import PeftMethod, task_type
 
 
-class Ia3Options(TuningConfig):
-    """Options of ``tuning.method: ia3``."""
-
-    default_lr: ClassVar[float] = 5e-3
-    target_modules: Literal["auto"] | list[str] = Field(
-        "auto", description="Layers rescaled: 'auto' (keys, values, feed-forward output per architecture) or names.")
-    feedforward_modules: Literal["auto"] | list[str] = Field(
-        "auto", description="Which of target_modules are feed-forward layers (rescaled on the input side).")
-
-
 def _config(options: Any, model: nn.Module, head: list[str]) -> Any:
-    from peft import IA3Config
-
     auto = lambda value: None if value == "auto" else value  # noqa: E731  peft's per-architecture tables
     return IA3Config(task_type=task_type(model), target_modules=auto(options.target_modules),
                      feedforward_modules=auto(options.feedforward_modules), modules_to_save=list(head) or None)

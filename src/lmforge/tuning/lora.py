@@ -6,12 +6,13 @@ magnitude per output, Liu et al. 2024). The update merges into the base weights.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-from pydantic import Field
+from peft import LoraConfig
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
 from torch import nn
 
-from lmforge.config import TuningConfig
+from lmforge.config.tuning import LoraOptions
 from lmforge.tuning.base import METHODS
 from lmforge.tuning.peft_method import PeftMethod, model_type, task_type
 
@@ -27,33 +28,18 @@ AUTO_TARGETS: dict[str, list[str]] = {
 }
 
 
-class LoraOptions(TuningConfig):
-    """Options of ``tuning.method: lora``."""
-
-    default_lr: ClassVar[float] = 2e-3
-    r: int = Field(16, ge=1, description="Rank of the update.")
-    alpha: float = Field(32.0, gt=0, description="The update is scaled by alpha/r (alpha/sqrt(r) with rslora).")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the input of the LoRA branch.")
-    target_modules: Literal["auto", "all-linear"] | list[str] = Field(
-        "auto", description="Layers to adapt: 'auto' (per architecture), 'all-linear', or module names.")
-    rslora: bool = Field(False, description="Rank-stabilized scaling alpha/sqrt(r).")
-    dora: bool = Field(False, description="DoRA: also learn a magnitude per output feature (slower).")
-    bias: Literal["none", "all", "lora_only"] = Field("none", description="Also train biases: none, all, or the adapted layers'.")
 
 
 def targets(spec: str | list[str], model: nn.Module) -> str | list[str]:
     """The ``target_modules`` peft gets for ``spec`` on ``model``."""
     if spec != "auto":
         return spec
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
 
     kind = model_type(model)
     return AUTO_TARGETS.get(kind) or PEFT_TARGETS.get(kind) or "all-linear"
 
 
 def _config(options: Any, model: nn.Module, head: list[str]) -> Any:
-    from peft import LoraConfig
-
     return LoraConfig(task_type=task_type(model), r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
                       target_modules=targets(options.target_modules, model), use_rslora=options.rslora,
                       use_dora=options.dora, bias=options.bias, modules_to_save=list(head) or None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peft import PeftModel, get_peft_model
 from torch import nn
 
 from lmforge.config import TuningConfig
@@ -69,8 +70,6 @@ class PeftMethod:
 
     def apply(self, model: nn.Module, options: TuningConfig, head: list[str]) -> nn.Module:
         """Wrap ``model`` in a ``PeftModel``; only the adapter and the ``head`` modules train."""
-        from peft import get_peft_model
-
         if self.prepare is not None:
             self.prepare(model)
         with quiet_peft():
@@ -83,8 +82,6 @@ class PeftMethod:
 
     def load(self, model: nn.Module, path: Path, options: TuningConfig) -> nn.Module:
         """``PeftModel.from_pretrained`` on the fresh base model."""
-        from peft import PeftModel
-
         if self.prepare is not None:
             self.prepare(model)
         with quiet_peft():

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import Field
+from peft import PrefixTuningConfig
 from torch import nn
 
-from lmforge.config import TuningConfig
+from lmforge.config.tuning import PrefixOptions
 from lmforge.tuning.base import METHODS
 from lmforge.tuning.peft_method import PeftMethod, task_type
-
-
-class PrefixOptions(TuningConfig):
-    """Options of ``tuning.method: prefix``."""
-
-    default_lr: ClassVar[float] = 1e-2
-    num_virtual_tokens: int = Field(20, ge=1, le=512, description="Prefix length in every attention layer.")
-    projection: bool = Field(False, description="Produce the prefixes with a trained two-layer MLP (steadier, more parameters).")
-    encoder_hidden_size: int | None = Field(None, ge=1, description="Hidden size of the projection MLP; the model's when absent.")
 
 
 def accept_past_key_values(model: nn.Module) -> None:
@@ -58,8 +49,6 @@ def _rename_cache(module: nn.Module) -> None:
 
 
 def _config(options: Any, model: nn.Module, head: list[str]) -> Any:
-    from peft import PrefixTuningConfig
-
     hidden = options.encoder_hidden_size or model.config.hidden_size
     return PrefixTuningConfig(task_type=task_type(model), num_virtual_tokens=options.num_virtual_tokens,
                               prefix_projection=options.projection, encoder_hidden_size=hidden,

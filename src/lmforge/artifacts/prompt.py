@@ -1,4 +1,4 @@
-"""Saved prompting classifiers: kinds ``prompt`` and ``setfit`` of ``lmforge.json``, loaded for predict/evaluate.
+"""Kinds ``prompt`` and ``setfit``: saved prompting classifiers, loaded for predict and evaluate.
 
 A zero-shot or in-context artifact stores its templates, label words, calibration and
 demonstrations, and refers to the model it prompts (a zoo name or a folder) instead of copying
@@ -16,20 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.artifact import Scored, write_meta
+from lmforge.artifacts.base import ARTIFACTS, Scored, write_meta
+from lmforge.artifacts.classifier import save_model
 from lmforge.config import DataConfig, TaskConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
+from lmforge.errors import LmforgeError
 from lmforge.prompting.classifiers import (
     Calibrated,
     DecoderClassifier,
     GenerateClassifier,
+    HeadClassifier,
     SetFitClassifier,
     SimilarityClassifier,
     load_decoder_scorer,
     resolve_ref,
 )
 from lmforge.prompting.decoder import load_decoder
+from lmforge.prompting.encoders import SentenceEncoder
 from lmforge.prompting.icl import Demonstrations
 from lmforge.prompting.mlm import Cloze, load_mlm
 from lmforge.prompting.templates import Template
@@ -39,10 +43,13 @@ from lmforge.tasks import get_task
 
 def save_artifact(out: Path, clf: Any, method: str, labels: LabelSpace, data: DataConfig, verbalizer: Verbalizer,
                   base_model: str, **fields: Any) -> Path:
-    """Write ``clf`` to ``out`` as an artifact that ``lmforge predict`` and ``lmforge evaluate`` accept."""
+    """Write ``clf`` to ``out`` as an artifact that ``lmforge predict`` and ``lmforge evaluate`` accept.
+
+    A fine-tuned head (the standard baseline) is saved as the ``classifier`` kind it is.
+    """
+    if isinstance(clf, HeadClassifier):
+        return save_model(out, clf.model, clf.tokenizer, TaskConfig(), clf.labels, clf.data, clf.base_model)
     own = clf.save(out)
-    if own is None:  # the classifier wrote a complete artifact of its own kind
-        return out
     kind = "setfit" if method == "setfit" else "prompt"
     words = {"names": verbalizer.names, "words": verbalizer.words, "multi_token": verbalizer.multi_token}
     return write_meta(out, kind, base_model, labels, data, method=method, verbalizer=words, **own, **fields)
@@ -50,12 +57,13 @@ def save_artifact(out: Path, clf: Any, method: str, labels: LabelSpace, data: Da
 
 @dataclass
 class PromptPredictor(Scored):
-    """A prompting classifier with predict and evaluate, like :class:`lmforge.artifact.Predictor`."""
+    """A prompting classifier with predict and evaluate, like :class:`~lmforge.artifacts.classifier.TaskModel`."""
 
     path: Path
     classifier: Any
     labels: LabelSpace
     data: DataConfig
+    kind: str = "prompt"
 
     def __post_init__(self) -> None:
         self.task = get_task(TaskConfig())
@@ -82,8 +90,6 @@ def _demonstrations(path: Path, meta: dict[str, Any], scorer: Any, template: Tem
 
 
 def _decoder_classifier(path: Path, meta: dict[str, Any], device: str, verbalizer: Verbalizer) -> DecoderClassifier:
-    from lmforge.prompting.encoders import SentenceEncoder
-
     scorer = load_decoder_scorer(path, meta, device)
     template = Template.parse(meta["template"], "lmforge.json template")
     max_length = meta["data"]["max_length"]
@@ -111,11 +117,10 @@ def _classifier(path: Path, meta: dict[str, Any], device: str) -> Any:
     if method == "generate":
         return GenerateClassifier(load_decoder_scorer(path, meta, device), Template.parse(meta["instruction"]),
                                   Template.parse(meta["choices"]), meta["names"], max_length, ref=meta["model"])
-    from lmforge.errors import LmforgeError
-
     raise LmforgeError(f"{path}: unknown prompting method {method!r} in lmforge.json; was it saved by a newer lmforge?")
 
 
+@ARTIFACTS.register("prompt")
 def load_prompt(path: Path, meta: dict[str, Any], device: str) -> PromptPredictor:
     """Loader of the ``prompt`` artifact kind."""
     clf = _classifier(path, meta, device)
@@ -124,6 +129,7 @@ def load_prompt(path: Path, meta: dict[str, Any], device: str) -> PromptPredicto
     return PromptPredictor(path, clf, LabelSpace.from_dict(meta["labels"]), DataConfig(**meta["data"]))
 
 
+@ARTIFACTS.register("setfit")
 def load_setfit(path: Path, meta: dict[str, Any], device: str) -> PromptPredictor:
     """Loader of the ``setfit`` artifact kind."""
     clf = SetFitClassifier.load(path, meta, device)
