@@ -1,0 +1,1 @@
+"""Serving: an engine with HTTP and Ray Serve faces over it."""
