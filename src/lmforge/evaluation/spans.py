@@ -5,6 +5,7 @@ Scores are fractions in [0, 1], like the other lmforge metrics (the official QA 
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import unicodedata
@@ -65,9 +66,10 @@ def ner_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) ->
     out: dict[str, Any] = {}
     for average in ("micro", "macro"):
         row = averages[f"{average} avg"]
-        for key in ("precision", "recall"):
-            out[f"{average}_{key}"] = float(row.get(key, 0.0))
-        out[f"{average}_f1"] = float(row.get("f1-score", 0.0))
+        for key, name in (("precision", "precision"), ("recall", "recall"), ("f1-score", "f1")):
+            # With no entity at all seqeval's macro average is NaN; report it as undefined, like other lmforge metrics.
+            value = float(row.get(key, 0.0))
+            out[f"{average}_{name}"] = None if math.isnan(value) else value
     out["per_class"] = {kind: {"precision": float(row["precision"]), "recall": float(row["recall"]), "f1": float(row["f1-score"]),
                                "support": int(row["support"])} for kind, row in sorted(report.items())}
     out["confusion"] = entity_confusion(gold, pred)
