@@ -147,7 +147,7 @@ def _candidates(context: list[str], avoid: set[str], max_span: int, chinese: boo
     stop = set() if chinese else ENGLISH_STOP_WORDS
     edge_ok = [not (_is_punct(u) or u in stop) for u in context]
     starts, ends = [], []
-    # Longest first, so that among equal scores the longer span wins (it tied the shorter one's window; partial credit).
+    # Longest first: argmax keeps the first maximum, so a longer span wins a tie (it shares more of a longer answer).
     for length in range(max_span, 0, -1):
         for a in range(len(context) - length + 1):
             b = a + length
