@@ -22,6 +22,7 @@ from lmforge.data.segment import is_chinese, load_jieba
 from lmforge.errors import LmforgeError
 
 Unit = tuple[str, int, int]
+SENTENCE_ENDS = {".", "!", "?", ";", "。", "！", "？", "；"}
 
 
 def _is_punct(text: str) -> bool:
@@ -143,9 +144,11 @@ def _nearest(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _candidates(context: list[str], avoid: set[str], max_span: int, chinese: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) units of the spans that may answer: no question word inside, no stop word or punctuation at an edge."""
+    """Start and end (exclusive) units of the spans that may answer: within a sentence, no question word inside,
+    no stop word or punctuation at an edge."""
     stop = set() if chinese else ENGLISH_STOP_WORDS
     edge_ok = [not (_is_punct(u) or u in stop) for u in context]
+    avoid = avoid | SENTENCE_ENDS
     starts, ends = [], []
     # Longest first: argmax keeps the first maximum, so a longer span wins a tie (it shares more of a longer answer).
     for length in range(max_span, 0, -1):
