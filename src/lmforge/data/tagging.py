@@ -490,7 +490,8 @@ def _canonical(path: Path, sentences: list[_Sentence], scheme: str, types: Seque
             continue
         sentence.tags, fixed = to_iob2(sentence.tags, scheme)
         repairs += len(fixed)
-        first = first if first is not None or not fixed else sentence.lines[fixed[0]]
+        if fixed and first is None:
+            first = sentence.lines[fixed[0]]
     if repairs:
         log.warning("%s: %d %s tags continue an entity that had not begun (first at line %d); read as begins",
                     path, repairs, scheme.upper(), first)
