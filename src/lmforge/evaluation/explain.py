@@ -252,6 +252,8 @@ def comprehensiveness(predict_proba: PredictProba, texts: Sequence[str], attribu
         raise LmforgeError("comprehensiveness needs one explanation per text, in the same order; explain exactly these texts")
     rng = np.random.default_rng(seed)
     kept = [(t, a) for t, a in zip(texts, attributions) if a.offsets]
+    if not kept:
+        return {"top_drop": 0.0, "random_drop": 0.0, "gap": 0.0, "share": share, "num_texts": 0}
     top, rand = [], []
     for text, expl in kept:
         n = len(expl.offsets)
@@ -259,13 +261,11 @@ def comprehensiveness(predict_proba: PredictProba, texts: Sequence[str], attribu
         ranking = np.abs(expl.scores) if absolute else np.asarray(expl.scores)
         top.append(delete_words(text, expl.offsets, set(np.argsort(-ranking, kind="stable")[:k].tolist())))
         rand += [delete_words(text, expl.offsets, set(rng.choice(n, k, replace=False).tolist())) for _ in range(draws)]
-    probs = _proba(predict_proba, [t for t, _ in kept] + top + rand)
-    targets = np.array([a.target for _, a in kept])
-    m = len(kept)
+    probs = _proba(predict_proba, [t for t, _ in kept] + top + rand)  # (m + m + m * draws, C)
+    m, targets = len(kept), np.array([a.target for _, a in kept], dtype=int)
     base = probs[np.arange(m), targets]
-    top_drop = base - probs[m + np.arange(m), targets]
-    rand_drop = np.repeat(base, draws) - probs[2 * m + np.arange(m * draws), np.repeat(targets, draws)]
-    top_mean, rand_mean = float(top_drop.mean()) if m else 0.0, float(rand_drop.mean()) if m else 0.0
+    top_mean = float((base - probs[m + np.arange(m), targets]).mean())
+    rand_mean = float((np.repeat(base, draws) - probs[2 * m + np.arange(m * draws), np.repeat(targets, draws)]).mean())
     return {"top_drop": top_mean, "random_drop": rand_mean, "gap": top_mean - rand_mean, "share": share, "num_texts": m}
 
 
