@@ -327,7 +327,10 @@ def _label_ids(labels: Sequence[int | str], label_names: Sequence[str]) -> list[
 
 
 def audit_markdown(result: dict[str, Any]) -> str:
-    """The audit as Markdown: bias tables and flip examples, calibration (with the diagram when written), robustness."""
+    """The audit as Markdown: bias tables and flip examples, calibration, robustness.
+
+    The reliability diagram, when written, is linked by file name: save the Markdown in the audit's ``out_dir``.
+    """
     lines = [f"# Safety audit\n\n{result['num_texts']} texts, language `{result['language']}`, labels: "
              + ", ".join(f"`{n}`" for n in result["labels"]) + "."]
     for source, probe in result["bias"].items():
