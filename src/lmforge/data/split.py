@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -63,3 +64,27 @@ def check_split_size(n: int, fraction: float, what: str) -> None:
     """Refuse splits that would leave nothing to train on or to hold out."""
     if n < 2 or round(n * fraction) >= n:
         raise DataError(f"cannot hold out {fraction:.0%} of {n} examples for {what}; give a {what} file or more data")
+
+
+def group_split_indices(groups: Sequence[str], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(len(groups))`` into (kept, held-out) whole groups, holding out about ``share`` of the items.
+
+    Groups are shuffled with ``seed`` and held out until their items reach the share; one group always stays.
+
+    Raises:
+        DataError: Fewer than two groups.
+    """
+    names = list(dict.fromkeys(groups))
+    if len(names) < 2:
+        raise DataError(f"cannot hold out whole groups: all {len(groups)} items belong to one group; give a validation file")
+    sizes = {name: 0 for name in names}
+    for group in groups:
+        sizes[group] += 1
+    target, held, count = max(1, round(len(groups) * share)), set(), 0
+    for k in np.random.default_rng(seed).permutation(len(names))[:-1]:
+        if count >= target:
+            break
+        held.add(names[k])
+        count += sizes[names[k]]
+    mask = np.fromiter((g in held for g in groups), dtype=bool, count=len(groups))
+    return np.flatnonzero(~mask), np.flatnonzero(mask)

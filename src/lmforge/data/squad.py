@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lmforge.data.sources import BadRows, decode
-from lmforge.data.tagging import group_split_indices
+from lmforge.data.split import group_split_indices
 from lmforge.errors import DataError, LmforgeError
 
 log = logging.getLogger("lmforge.data")

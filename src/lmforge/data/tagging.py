@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lmforge.data.segment import is_chinese
 from lmforge.data.sources import BadRows, decode
+from lmforge.data.split import group_split_indices
 from lmforge.errors import DataError, LmforgeError
 
 log = logging.getLogger("lmforge.data")
@@ -272,30 +271,6 @@ def word_predictions(word_ids: Sequence[int | None], token_pred_ids: Sequence[in
             out[word] = int(pred)
         previous = word
     return out
-
-
-def group_split_indices(groups: Sequence[str], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``range(len(groups))`` into (kept, held-out) whole groups, holding out about ``share`` of the items.
-
-    Groups are shuffled with ``seed`` and held out until their items reach the share; one group always stays.
-
-    Raises:
-        DataError: Fewer than two groups.
-    """
-    names = list(dict.fromkeys(groups))
-    if len(names) < 2:
-        raise DataError(f"cannot hold out whole groups: all {len(groups)} items belong to one group; give a validation file")
-    sizes = {name: 0 for name in names}
-    for group in groups:
-        sizes[group] += 1
-    target, held, count = max(1, round(len(groups) * share)), set(), 0
-    for k in np.random.default_rng(seed).permutation(len(names))[:-1]:
-        if count >= target:
-            break
-        held.add(names[k])
-        count += sizes[names[k]]
-    mask = np.fromiter((g in held for g in groups), dtype=bool, count=len(groups))
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 def split_by_document(examples: TaggedExamples, validation_share: float, seed: int) -> tuple[TaggedExamples, TaggedExamples]:
