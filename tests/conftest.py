@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests compare numbers with plain transformers and with earlier runs: fp32 on every machine. test_devices.py
+# covers the bf16 path on AMX CPUs.
+os.environ.setdefault("LMFORGE_CPU_BF16", "0")
 
 # LMFORGE_SHARED_DATA points elsewhere when the checkout is not a sibling of shared/ (e.g. a git worktree).
 SHARED_DATA = Path(os.environ.get("LMFORGE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")

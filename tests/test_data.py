@@ -190,3 +190,65 @@ def test_shard_splits_global_batch() -> None:
     batch = np.arange(10)
     parts = [shard(batch, r, 2) for r in range(2)]
     assert np.concatenate(parts).tolist() == list(range(10)) and len(parts[0]) == 5
+
+
+def test_a_huge_cell_trains_truncated(tmp_path: Path, tiny_bert: Path) -> None:
+    from lmforge.data.pipeline import to_split
+    from lmforge.models.build import load_tokenizer
+
+    rows = toy_rows(20)
+    rows[3]["text"] = "good " * 200_000  # about 1 MB in one cell, beyond the csv module's default limit
+    path = write_csv(tmp_path / "big.csv", rows)
+    splits, _ = labeled_splits(cfg_for(path, split={"validation": 0.0}), get_task(TaskConfig()))
+    examples, targets = splits["train"]
+    split = to_split("train", examples, targets, load_tokenizer(str(tiny_bert)), DataConfig(train=str(path), max_length=16), None)
+    assert len(split) == 20 and int(split.lengths.max()) == 16
+
+
+def test_an_unreadable_csv_row_names_its_line_or_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+
+    from lmforge.data import sources
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nfine,a\n" + "x" * 5000 + ",b\nok,a\n")
+    old = csv.field_size_limit(1000)
+    monkeypatch.setattr(sources, "FIELD_LIMIT", 1000)
+    try:
+        with pytest.raises(DataError, match=r"d.csv, line 3: unreadable CSV row \(field larger than field limit") as err:
+            read_table(path)
+        assert "\n" not in str(err.value)
+        table = read_table(path, on_bad_rows="skip")
+        assert [r["text"] for r in table.rows] == ["fine", "ok"] and table.skipped == 1
+    finally:
+        csv.field_size_limit(old)
+
+
+def test_containing_groups_keep_a_sentence_with_its_phrases() -> None:
+    from lmforge.data.split import containing_groups
+
+    texts = ["a good film", "The plot is thin and the acting is good", "acting is good", "thin", "a good film indeed", "好电影", "电影"]
+    groups = containing_groups(texts)
+    assert groups[0] == groups[4] == "a good film indeed"
+    assert groups[2] == groups[3] == groups[1] == "the plot is thin and the acting is good"
+    assert groups[6] == groups[5]
+
+
+@pytest.mark.parametrize("group_by", ["containing_text", "doc"])
+def test_group_split_shares_no_group(tmp_path: Path, group_by: str) -> None:
+    from lmforge.data.split import containing_groups
+
+    rows = []
+    for d, r in enumerate(toy_rows(60)):
+        rows += [{"text": f"{r['text']} number {d}", "label": r["label"], "doc": str(d)},
+                 {"text": f"number {d}", "label": r["label"], "doc": str(d)}]
+    path = write_csv(tmp_path / "frag.csv", rows)
+    splits, _ = labeled_splits(cfg_for(path, split={"validation": 0.25, "group_by": group_by}), get_task(TaskConfig()))
+    train, valid = (splits[n][0].texts for n in ("train", "validation"))
+    assert len(train) + len(valid) == len(rows) and len(valid) >= 0.2 * len(rows)
+    doc_of = {r["text"]: r["doc"] for r in rows}
+    assert not {doc_of[t] for t in train} & {doc_of[t] for t in valid}
+    roots = set(containing_groups(train + valid))
+    for text in valid:  # a held-out sentence is inside no training text
+        if text in roots:
+            assert not any(f" {text} " in f" {other} " for other in train)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from lmforge import config as config_mod
 from lmforge.config import Section
+from lmforge.devices import inference_precision
 from lmforge.errors import LmforgeError
 from lmforge.models.chat import has_chat_template, render
 
@@ -175,7 +176,7 @@ class Generator:
         config = self.generation_config(opts)
         if eos_ids:
             config.eos_token_id = list(eos_ids)
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_precision(device):
             out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                       generation_config=config, streamer=streamer,
                                       tokenizer=self.tokenizer if opts.stop else None)

@@ -12,6 +12,7 @@ Each kind lives in its own module of this package and registers a loader in :dat
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +28,13 @@ from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
 from lmforge.data.normalize import make_normalizer
 from lmforge.data.pipeline import encode_labels, read_examples
-from lmforge.devices import default_device
+from lmforge.devices import default_device, describe_precision
 from lmforge.errors import LmforgeError
 from lmforge.models.build import from_pretrained
 from lmforge.registry import Registry
 from lmforge.tasks.base import Task
 
+log = logging.getLogger("lmforge")
 META_FILE = "lmforge.json"
 
 # Data settings a saved model needs to read and clean new inputs the way it was trained.
@@ -278,6 +280,8 @@ def load(run: str | Path, device: str | None = None) -> Any:
         known = ", ".join(ARTIFACTS.names())
         raise LmforgeError(f"{path}/{META_FILE} names the artifact kind {meta['kind']!r}, which this lmforge does not know "
                            f"(known: {known}); upgrade lmforge or check the file")
-    artifact = ARTIFACTS.get(kind)(path, meta, default_device(device))
+    device = default_device(device)
+    artifact = ARTIFACTS.get(kind)(path, meta, device)
     artifact.kind, artifact.meta = kind, meta
+    log.info("loaded %s (%s) on %s, inference in %s", path, kind, device, describe_precision(device))
     return artifact

@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoModelForMaskedLM
 
 from lmforge.artifacts.base import ARTIFACTS, ArtifactBase
 from lmforge.data.batching import eval_batches
+from lmforge.devices import inference_precision
 from lmforge.errors import LmforgeError
 from lmforge.models.build import from_pretrained, load_tokenizer, quiet_transformers
 from lmforge.prompting.encoders import pool, pooling_mode
@@ -54,7 +55,8 @@ class EncoderModel(ArtifactBase):
             for index in tqdm(batches, desc="embedding", unit="batch", disable=len(batches) < 10, leave=False):
                 enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=self.max_length,
                                      return_tensors="pt").to(device)
-                hidden = self.encoder(**enc).last_hidden_state  # (B, T, D)
+                with inference_precision(device):
+                    hidden = self.encoder(**enc).last_hidden_state  # (B, T, D)
                 out[index] = pool(hidden, enc["attention_mask"], self.mode).float().cpu().numpy()
         return out
 
@@ -71,7 +73,7 @@ class EncoderModel(ArtifactBase):
                 raise LmforgeError(f"{self.path} is a pretrained encoder without a task head: put {mask} in the text to "
                                    "fill it in, call embed() for vectors, or fine-tune it (lmforge finetune model.name=RUN)")
             enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_precision(device):
                 probs = self.mlm(**enc).logits[0].float().softmax(-1)  # (T, V)
             where = (enc["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()[:, 0].tolist()
             fills = []

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM
 from lmforge.artifacts.base import ARTIFACTS, ArtifactBase
 from lmforge.artifacts.classifier import TaskModel, load_classifier
 from lmforge.data.sources import read_table
+from lmforge.devices import inference_precision
 from lmforge.errors import DataError
 from lmforge.generation import GenerateConfig, Generator
 from lmforge.models.build import from_pretrained, load_tokenizer
@@ -56,7 +57,7 @@ class LanguageModel(ArtifactBase):
         """Per-token log-probabilities of each text under the model (the first token has none)."""
         rows = []
         device = next(self.model.parameters()).device
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_precision(device):
             for text in texts:
                 ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(device)  # (1, T)
                 logp = torch.log_softmax(self.model(input_ids=ids).logits[0, :-1].float(), dim=-1)  # (T-1, V)

@@ -22,6 +22,10 @@ class SplitConfig(Section):
     folds: int | None = Field(None, ge=2,
         description="Hold out fold `fold` of a k-fold partition of train as validation, instead of a random share.")
     fold: int = Field(0, ge=0, description="Which fold is held out when `folds` is set (0-based).")
+    group_by: str | None = Field(None,
+        description="Keep related rows on one side of every split: 'containing_text' groups each text with the longest text "
+                    "of the file that contains it (phrases cut from sentences, as in SST-2); any other value names a column "
+                    "whose equal values stay together (documents, users, articles).")
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> SplitConfig:

@@ -21,6 +21,7 @@ class Examples:
     pairs: list[str] | None
     labels: list[Any] | None
     lines: list[int]
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -28,7 +29,8 @@ class Examples:
     def subset(self, index: Sequence[int]) -> Examples:
         """The examples at ``index``, in that order."""
         pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
-        return replace(self, texts=pick(self.texts), pairs=pick(self.pairs), labels=pick(self.labels), lines=pick(self.lines))
+        return replace(self, texts=pick(self.texts), pairs=pick(self.pairs), labels=pick(self.labels), lines=pick(self.lines),
+                       groups=pick(self.groups))
 
     def where(self, line: int) -> str:
         """``file, line N`` for messages."""
@@ -52,14 +54,15 @@ def _require_columns(table: Table, columns: dict[str, str | None], need: set[str
 
 
 def extract(table: Table, text_column: str, text_pair_column: str | None, label_column: str | None,
-            normalize: Callable[[str], str], bad: BadRows) -> Examples:
-    """Validate each row of ``table`` and keep its text, pair text and raw label.
+            normalize: Callable[[str], str], bad: BadRows, group_column: str | None = None) -> Examples:
+    """Validate each row of ``table`` and keep its text, pair text, raw label and (with ``group_column``) group.
 
     A label column that is absent is allowed only when ``label_column`` is None (unlabeled data).
     """
-    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
-    _require_columns(table, columns, {"text_column", "text_pair_column", "label_column"})
-    texts, pairs, labels, lines = [], [], [], []
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column,
+               "split.group_by": group_column}
+    _require_columns(table, columns, {"text_column", "text_pair_column", "label_column", "split.group_by"})
+    texts, pairs, labels, lines, groups = [], [], [], [], []
     for row, line in zip(table.rows, table.lines):
         where = f"{table.path}, line {line}"
         text = row.get(text_column)
@@ -82,4 +85,6 @@ def extract(table: Table, text_column: str, text_pair_column: str | None, label_
         pairs.append(pair)
         labels.append(label)
         lines.append(line)
-    return Examples(table.path, texts, pairs if text_pair_column else None, labels if label_column else None, lines)
+        groups.append(str(row.get(group_column)) if group_column else "")
+    return Examples(table.path, texts, pairs if text_pair_column else None, labels if label_column else None, lines,
+                    groups if group_column else None)

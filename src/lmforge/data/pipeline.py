@@ -17,7 +17,15 @@ from lmforge.data.examples import Examples, extract
 from lmforge.data.labels import LabelSpace
 from lmforge.data.normalize import make_normalizer
 from lmforge.data.sources import BadRows, read_table
-from lmforge.data.split import check_split_size, drop_singletons, fold_indices, split_indices
+from lmforge.data.split import (
+    CONTAINING,
+    check_split_size,
+    containing_groups,
+    drop_singletons,
+    fold_indices,
+    group_split_indices,
+    split_indices,
+)
 from lmforge.data.tokenize import tokenize
 from lmforge.errors import DataError
 
@@ -37,7 +45,8 @@ def read_examples(source: str, cfg: DataConfig, labeled: bool = True, text_colum
     table = read_table(path, cfg.format, cfg.encoding, cfg.on_bad_rows)
     bad.count, bad.examples = table.skipped, list(table.problems)
     label_col = (label_column or cfg.label_column) if labeled else None
-    examples = extract(table, text_column or cfg.text_column, cfg.text_pair_column, label_col, normalizer(cfg), bad)
+    group = cfg.split.group_by if cfg.split.group_by not in (None, CONTAINING) and labeled else None
+    examples = extract(table, text_column or cfg.text_column, cfg.text_pair_column, label_col, normalizer(cfg), bad, group)
     bad.summary(path)
     if not len(examples):
         raise_empty(path)
@@ -61,7 +70,13 @@ def encode_labels(examples: Examples, labels: LabelSpace, cfg: DataConfig) -> tu
 
 def _hold_out(examples: Examples, targets: np.ndarray, fraction: float, cfg: DataConfig, labels: LabelSpace,
               what: str) -> tuple[tuple[Examples, np.ndarray], tuple[Examples, np.ndarray]]:
-    """Split (examples, targets) into kept and held-out parts."""
+    """Split (examples, targets) into kept and held-out parts: by groups when ``data.split.group_by`` says so."""
+    if cfg.split.group_by:
+        groups = examples.groups if examples.groups is not None else containing_groups(examples.texts)
+        kept, held = group_split_indices(groups, fraction, cfg.split.seed)
+        log.info("%s: %d of %d groups held out (data.split.group_by=%s)", what, len(set(groups[i] for i in held)),
+                 len(set(groups)), cfg.split.group_by)
+        return (examples.subset(kept), targets[kept]), (examples.subset(held), targets[held])
     stratify = cfg.split.stratify and labels.kind == "single"
     if stratify:
         bad = BadRows(cfg.on_bad_rows)

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 
 from lmforge.errors import DataError
 
+FIELD_LIMIT = 256 << 20  # characters in one CSV/TSV cell
+
 log = logging.getLogger("lmforge.data")
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -86,11 +88,22 @@ def decode(path: Path, encoding: str, bad: BadRows) -> str:
     return "\n".join(kept)
 
 
-def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
+def _read_delimited(path: Path, text: str, delimiter: str, bad: BadRows) -> Table:
+    # Python's csv module stops at 128 KB per cell by default; a long document in one cell is still
+    # an example (tokenization truncates it to data.max_length), so the limit is far above that.
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     columns = [c.strip() for c in (reader.fieldnames or [])]
     rows, lines, start = [], [], 2
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            bad.report(f"{path}, line {start}: unreadable {'CSV' if delimiter == ',' else 'TSV'} row ({exc})")
+            start = reader.line_num + 1
+            continue
         if any(v not in (None, "") for v in row.values()):
             rows.append({(k or "").strip(): v for k, v in row.items()})
             lines.append(start)
@@ -163,7 +176,7 @@ def read_table(path: str | Path, fmt: str = "auto", encoding: str = "utf-8", on_
     else:
         text = decode(path, encoding, bad)
         if fmt in ("csv", "tsv"):
-            table = _read_delimited(path, text, "," if fmt == "csv" else "\t")
+            table = _read_delimited(path, text, "," if fmt == "csv" else "\t", bad)
         elif fmt == "jsonl":
             table = _read_jsonl(path, text, bad)
         else:

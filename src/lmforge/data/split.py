@@ -88,3 +88,40 @@ def group_split_indices(groups: Sequence[str], share: float, seed: int) -> tuple
         count += sizes[names[k]]
     mask = np.fromiter((g in held for g in groups), dtype=bool, count=len(groups))
     return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+CONTAINING = "containing_text"
+_MAX_INDEXED_UNITS = 64  # longer texts index only themselves: their sub-spans would cost length^2 keys
+
+
+def _units(text: str) -> list[str]:
+    words = text.lower().split()
+    # Text written without spaces (Chinese, Japanese) is compared character by character.
+    return list(words[0]) if len(words) == 1 and not words[0].isascii() else words
+
+
+def containing_groups(texts: Sequence[str]) -> list[str]:
+    """For each text, the longest text of ``texts`` that contains it (word for word), as its group key.
+
+    Datasets cut from larger texts (SST-2's phrases are spans of its sentences) leak through a random
+    split: a validation phrase's sentence, or its other spans, sit in training. Splitting by these
+    groups keeps each sentence and every span of it on one side. Texts are compared lowercased, by
+    words (by characters when they hold no spaces).
+    """
+    order = sorted(range(len(texts)), key=lambda i: -len(_units(texts[i])))
+    owner: dict[str, str] = {}
+    groups = [""] * len(texts)
+    for i in order:
+        units = _units(texts[i])
+        key = " ".join(units)
+        if key in owner:
+            groups[i] = owner[key]
+            continue
+        groups[i] = key
+        if len(units) > _MAX_INDEXED_UNITS:
+            owner[key] = key
+            continue
+        for start in range(len(units)):
+            for end in range(start + 1, len(units) + 1):
+                owner.setdefault(" ".join(units[start:end]), key)
+    return groups

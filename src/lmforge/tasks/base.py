@@ -15,6 +15,8 @@ from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
 from lmforge.data.pipeline import to_split
+from lmforge.devices import inference_precision
+from lmforge.logs import progress
 from lmforge.registry import Registry
 
 
@@ -58,6 +60,7 @@ class Task(Protocol):
 
 
 TASKS: Registry[type[Task]] = Registry("task")
+PROGRESS_ROWS = 2000  # inference over fewer rows shows no progress bar
 
 
 def get_task(cfg: TaskConfig) -> Task:
@@ -96,11 +99,13 @@ def infer_logits(model: nn.Module, split: Split, batch_size: int, collate: Any =
     device = device or next(model.parameters()).device
     collate = collate or (lambda s, i: s.inputs(i))
     out: np.ndarray | None = None
-    with torch.inference_mode():
+    with torch.inference_mode(), progress(total=len(split), desc=f"scoring {split.name}", unit="row", min_total=PROGRESS_ROWS) as bar:
         for index in eval_batches(split.lengths, batch_size):
             batch = {k: v.to(device) for k, v in collate(split, index).items() if k != "labels"}
-            logits = model(**batch).logits.float().cpu().numpy()
+            with inference_precision(device):
+                logits = model(**batch).logits.float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(split),) + logits.shape[1:], dtype=np.float32)
             out[index] = logits
+            bar.update(len(index))
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -20,6 +20,7 @@ from lmforge.data.batching import eval_batches
 from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.tokenize import Encoded, Ragged
+from lmforge.devices import inference_precision
 from lmforge.generation import Generator
 from lmforge.models.chat import render
 
@@ -124,7 +125,8 @@ def sequence_logprobs(model: nn.Module, rows: list[np.ndarray], starts: list[int
     out = np.zeros(len(rows), dtype=np.float64)
     for lo in range(0, len(rows), chunk):
         ids, mask = _pad(rows[lo:lo + chunk], pad_id)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        with inference_precision(device):
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         logits = logits[:, -ids.shape[1]:].float()  # prompt methods put virtual tokens first
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()
         pos = torch.arange(1, ids.shape[1])[None, :]

@@ -23,6 +23,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from lmforge.config import TrainConfig
+from lmforge.devices import default_device
 from lmforge.errors import LmforgeError
 from lmforge.training.checkpoint import Checkpointer, TrainState, load_weights, save_weights
 from lmforge.training.hooks import Hook, LossFn, StepContext, eval_weights
@@ -63,7 +64,7 @@ class FitResult:
 
 def make_accelerator(cfg: TrainConfig) -> Any:
     """An ``Accelerator`` with the precision the hardware supports."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(default_device())
     return Accelerator(mixed_precision=resolve_precision(cfg.precision, device), cpu=device.type == "cpu")
 
 
