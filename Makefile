@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast setup clean
+.PHONY: demo test test-fast setup browser clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lmforge finetune configs/demo.yaml
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Web pages are tested in a real browser: Debian's chromium, driven by Playwright for Python (Playwright's own
+# browser download needs the internet). Installed here where missing; the browser tests skip, saying why, where
+# it cannot be installed (no root, no apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		echo "chromium is not installed and could not be: browser tests will be skipped"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
