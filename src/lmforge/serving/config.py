@@ -15,6 +15,7 @@ overrides (``batching.max_batch_size=64``) go on top either way.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,6 +135,13 @@ class ServeConfig(Section):
     def default(self) -> str:
         """The model a request that names none uses."""
         return self.default_model or next(iter(self.models))
+
+
+def require_serve_extra() -> None:
+    """Raise unless the serve extra (FastAPI, uvicorn, prometheus-client) is installed."""
+    missing = [name for name in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"lmforge serve needs {', '.join(missing)}: pip install 'lmforge[serve]'")
 
 
 def _name_of(run: str) -> str:

@@ -125,6 +125,8 @@ class Engine:
 
     def start(self, warmup: bool = True) -> None:
         """Start the worker threads and warm every model up (one tiny request each); then :attr:`ready` is True."""
+        if self.ready:
+            return
         self.batcher.start()
         if warmup:
             self.warmup(self.slots)
