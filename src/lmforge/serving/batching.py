@@ -222,5 +222,9 @@ class Batcher:
         seconds = time.perf_counter() - start
         self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * seconds
         self.on_batch(key, sum(len(j.items) for j in jobs), seconds)
-        for job, result in zip(jobs, results, strict=True):
+        if len(results) != len(jobs):
+            for job in jobs:
+                job.future.set_exception(RuntimeError(f"a batch of {len(jobs)} requests gave {len(results)} results"))
+            return
+        for job, result in zip(jobs, results):
             job.future.set_result(result)

@@ -52,7 +52,7 @@ _END = object()
 router = APIRouter()
 
 
-@router.get("/healthz", response_model=schemas.Health, tags=["operations"])
+@router.get("/healthz", response_model=schemas.Health, response_model_exclude_none=True, tags=["operations"])
 async def healthz() -> schemas.Health:
     """The process is alive (no key needed)."""
     return schemas.Health(status="ok")
@@ -184,13 +184,17 @@ def create_app(engine: Engine, config: ServeConfig, *, metrics: Metrics | None =
     Args:
         engine: The engine (started or not: the app's startup starts it).
         config: The service config (limits, keys, logging, alerts).
-        metrics: The metrics the engine reports to; new ones when None.
+        metrics: The metrics the engine reports to; when None, the engine's own, or new ones it then reports to.
         extra_routers: Applications' routers, mounted with the same keys (:func:`require_key`), limits, metrics and logs.
         authorizer: The key check; built from ``config.auth`` when None (no keys when ``auth.enabled`` is false).
         reload: What ``POST /v1/admin/reload`` does; ``engine.reload`` when None (a multi-worker server reloads every worker).
         on_ready: Called once the engine is warm (the worker tells its supervisor).
     """
-    metrics = metrics or Metrics()
+    if metrics is None:
+        metrics = engine.observer if isinstance(engine.observer, Metrics) else Metrics()
+        engine.observer = metrics
+        for slot in engine.slots.values():
+            metrics.model_loaded(slot.name, slot.load_seconds)
     if authorizer is None and config.auth.enabled:
         authorizer = Authorizer(KeyStore(config.auth.store_path()))
     alerts = AlertMonitor(config.alerts, lambda: engine.batcher.depth / engine.batcher.queue_size)
