@@ -81,7 +81,11 @@ class ServiceMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                extra = [(b"x-request-id", request_id.encode())]
+                if self.service.draining:
+                    # The client learns with this answer that the connection ends, so it never sends on a closing one.
+                    extra.append((b"connection", b"close"))
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         metrics = self.service.metrics

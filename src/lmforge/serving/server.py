@@ -16,6 +16,7 @@ A worker that dies is replaced.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
@@ -60,6 +61,29 @@ def bind(host: str, port: int) -> socket.socket:
 def torch_threads(cfg: ServeConfig) -> int:
     """Torch threads per worker: ``server.threads``, or the cores divided among the workers."""
     return cfg.server.threads or max(1, (os.cpu_count() or 1) // cfg.server.workers)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that drains without racing its clients: no keep-alive connection is closed under a request on its way.
+
+    On shutdown it stops accepting, then answers every further request with ``Connection: close``
+    and waits (up to the keep-alive timeout) for clients to close their connections after their
+    last answer; only then does uvicorn's own shutdown close what is left and wait for running requests.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Any) -> None:
+        super().__init__(config)
+        self.service = service
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, let the clients leave, then shut down as uvicorn does."""
+        for server in self.servers:
+            server.close()
+        self.service.draining = True
+        deadline = time.monotonic() + min(self.config.timeout_keep_alive + 1, self.config.timeout_graceful_shutdown or 30)
+        while self.server_state.connections and time.monotonic() < deadline and not self.force_exit:
+            await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
 
 
 class Supervisor:
@@ -163,7 +187,7 @@ class Supervisor:
                          on_ready=lambda: os.write(ready_fd, b"r"))
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", server_header=False,
                                 timeout_graceful_shutdown=self.cfg.server.drain_timeout_s, timeout_keep_alive=5)
-        uvicorn.Server(config).run(sockets=[self.sock])
+        DrainingServer(config, app.state.lmforge).run(sockets=[self.sock])
 
     def _metrics_process(self, cfg: ServeConfig) -> None:
         start_metrics_server(int(cfg.server.metrics_port or 0), cfg.server.host)
