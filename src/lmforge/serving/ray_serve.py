@@ -10,10 +10,13 @@ metrics are those of ``lmforge serve``. Ray Serve adds replicas between ``ray.mi
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
+import lmforge
 from lmforge.errors import LmforgeError
 from lmforge.serving.config import ServeConfig
 from lmforge.serving.engine import Engine
@@ -36,12 +39,12 @@ class Replica:
         self.cfg = ServeConfig.model_validate(config)
         self.metrics = Metrics()
         self.engine = Engine.from_config(self.cfg, observer=self.metrics)
-        self.app = create_app(self.engine, self.cfg, metrics=self.metrics)
+        self.service_app = create_app(self.engine, self.cfg, metrics=self.metrics)
         mask_handlers()
 
     def __serve_build_asgi_app__(self) -> Any:
         """The ASGI app Ray Serve routes this replica's requests to."""
-        return self.app
+        return self.service_app
 
 
 def _ray() -> tuple[Any, Any]:
@@ -75,8 +78,12 @@ def start_ray(cfg: ServeConfig) -> str:
         if cfg.ray.address:
             ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
         else:
-            # A local cluster on the loopback address only: nothing outside this machine can join it.
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level=logging.WARNING)
+            # A local cluster on the loopback address only: nothing outside this machine can join it. Its
+            # workers import the same lmforge as this process (a source checkout need not be installed).
+            source = str(Path(lmforge.__file__).resolve().parents[1])
+            path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level=logging.WARNING,
+                     runtime_env={"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}})
     serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
     serve.run(build_application(cfg), name=APP_NAME, route_prefix="/")
     return f"http://{cfg.server.host}:{cfg.server.port}"
