@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmforge.artifacts import adapter, classifier, encoder, ensemble, generator, prompt  # noqa: F401  (registration)
-from lmforge.artifacts import compressed  # noqa: F401  (registration)
+from lmforge.artifacts import adapter, classifier, compressed, encoder, ensemble, generator, prompt  # noqa: F401  (registration)
 from lmforge.artifacts.adapter import AdapterSet, load_adapters, save_adapter
 from lmforge.artifacts.base import (
     ARTIFACTS,

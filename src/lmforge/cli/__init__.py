@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from lmforge import __version__
-from lmforge.cli import info, train, use
+from lmforge.cli import compress, info, train, use
 from lmforge.errors import LmforgeError
 from lmforge.logs import setup_logging
 
@@ -31,6 +31,8 @@ VERBS: dict[str, Verb] = {
     "pretrain": (train.add_pretrain, train.run_pretrain),
     "generate": (use.add_generate, use.run_generate),
     "merge": (use.add_merge, use.run_merge),
+    "compress": (compress.add_compress, compress.run_compress),
+    "bench": (compress.add_bench, compress.run_bench),
 }
 
 
