@@ -148,6 +148,7 @@ def test_generator_int8_weights_generate_and_score(tiny_llama: Path, tmp_path: P
     ours, ref = model.score(["the movie was good"])[0]["logprobs"][1:], plain.score(["the movie was good"])[0]["logprobs"][1:]
     np.testing.assert_allclose(ours, ref, atol=0.05)
     assert model.evaluate(str(text))["perplexity"] == pytest.approx(meta["compression"]["after"], rel=1e-3)
+    assert main(["generate", str(out), "the movie", "--max-new-tokens", "3", "--no-stream"]) == 0
 
 
 def test_pruned_heads_are_gone_and_the_folder_loads_in_plain_transformers(run: Path, tmp_path: Path) -> None:
@@ -166,6 +167,11 @@ def test_pruned_heads_are_gone_and_the_folder_loads_in_plain_transformers(run: P
     with torch.no_grad():
         np.testing.assert_allclose(ours.model(**enc).logits.numpy(), plain(**enc).logits.numpy(), atol=1e-5)
     assert 0.0 <= ours.evaluate(_toy_file(run))["accuracy"] <= 1.0
+    graph = compress(out, tmp_path / "heads-onnx", {"method": "onnx", "onnx": {"precision": "fp32"}})
+    np.testing.assert_allclose(_logits(artifacts.load(graph), TEXTS), _logits(ours, TEXTS), atol=1e-4)
+    int8 = artifacts.load(compress(out, tmp_path / "heads-int8", {"method": "quantize"}))
+    assert int8.model.bert.encoder.layer[0].attention.self.query.weight().shape[0] == 16
+    assert (_logits(int8, TEXTS).argmax(1) == _logits(ours, TEXTS).argmax(1)).mean() >= 0.75
 
 
 def test_layer_dropping_and_magnitude_pruning_save_plain_classifiers(run: Path, tmp_path: Path) -> None:

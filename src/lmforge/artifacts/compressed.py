@@ -106,12 +106,18 @@ def _task(meta: dict[str, Any]) -> Task:
     return get_task(TaskConfig(**meta["task"]))
 
 
+def _heads(meta: dict[str, Any]) -> dict[int, list[int]]:
+    return {int(layer): heads for layer, heads in meta["pruned_heads"].items()}
+
+
 def _int8_model(path: Path, meta: dict[str, Any]) -> Any:
     """The model of an ``int8`` run: its architecture from ``config.json``, the same layers converted, the saved tensors."""
     auto = getattr(transformers, meta["auto_model"])
     with quiet_transformers():
         config = transformers.AutoConfig.from_pretrained(str(path))
         model = auto.from_config(config)
+    if "pruned_heads" in meta:  # int8 layers of a head-pruned run have the sliced shapes
+        drop_heads(model, _heads(meta))
     convert = weight_only_int8 if meta["scheme"] == "weight_only" else lambda m, n: dynamic_int8(m, n, meta.get("per_channel", True))
     model = convert(model, meta["quantized"])
     return load_int8_state(model, load_file(str(path / INT8_FILE))).eval()
@@ -127,12 +133,13 @@ def load_compressed(path: Path, meta: dict[str, Any], device: str) -> Any:
                          DataConfig(**meta["data"]))
     if fmt == "pruned_heads":
         predictor = load_classifier(path, meta, device)
-        drop_heads(predictor.model, {int(k): v for k, v in meta["pruned_heads"].items()})
+        drop_heads(predictor.model, _heads(meta))
         predictor.kind = "compressed"
         return predictor
     if fmt == "int8":
-        # int8 PyTorch kernels run on the CPU; the GPU path for a quantized run is its ONNX export.
         model = _int8_model(path, meta)
+        if meta["scheme"] == "weight_only":
+            model.to(device)  # dynamic int8 kernels are CPU kernels; weight-only layers run anywhere
         tokenizer = load_tokenizer(str(path))
         if "task" not in meta:
             return LanguageModel(path, model, tokenizer, kind="compressed")

@@ -59,8 +59,13 @@ class DistillOptions(Section):
 
 
 def _short_training() -> TrainConfig:
-    # Recovery and distillation start from trained weights: no separate head rate, short warmup.
-    return TrainConfig(epochs=1, head_lr=None, lr=3e-5, log_every=50)
+    # Recovery and distillation start from trained weights: the head gets no rate of its own.
+    return TrainConfig(head_lr=None, log_every=50)
+
+
+# Epochs and learning rate when train.epochs / train.lr are not given: recovery is a short touch-up,
+# while a student learns from scratch what the teacher knows.
+TRAINING_DEFAULTS = {"prune": (1.0, 3e-5), "distill": (3.0, 1e-4)}
 
 
 class CompressConfig(Section):
@@ -85,8 +90,9 @@ class CompressConfig(Section):
     def _method_options(self) -> CompressConfig:
         if self.method == "prune" and not (self.prune.heads or self.prune.layers or self.prune.sparsity):
             raise ValueError("prune needs prune.heads (a share), prune.layers (a count) or prune.sparsity (a share)")
-        # A student learns from scratch what the teacher knows: it needs more than a recovery epoch.
-        if self.method == "distill" and "epochs" not in self.train.model_fields_set and not self.train.max_steps:
-            self.train.epochs = 3
-            self.train.lr = 1e-4 if "lr" not in self.train.model_fields_set else self.train.lr
+        epochs, lr = TRAINING_DEFAULTS.get(self.method, (1.0, 3e-5))
+        if "epochs" not in self.train.model_fields_set:
+            self.train.epochs = epochs
+        if "lr" not in self.train.model_fields_set:
+            self.train.lr = lr
         return self

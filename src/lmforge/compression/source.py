@@ -55,13 +55,13 @@ class Parent:
 
     Attributes:
         path: Its model folder.
-        run_dir: Its run directory (holding ``config.yaml``), when it has one.
+        config: The fine-tuning config its data came from (a compressed run's is its first ancestor's), when known.
         meta: Its ``lmforge.json``.
         kind: Its kind as far as compression goes (``classifier``, ``generator``, ``pruned_heads``...).
     """
 
     path: Path
-    run_dir: Path | None
+    config: Path | None
     meta: dict[str, Any]
     kind: str
     loaded: Any = None
@@ -118,8 +118,20 @@ def open_any(run: str | Path) -> Parent:
             raise
         loaded = artifacts.load(run, device="cpu")  # a zoo model or plain transformers folder: no lmforge.json to read
         path, meta = loaded.path, loaded.meta
-    run_dir = path.parent if path.name == "model" and (path.parent / "config.yaml").is_file() else None
-    return Parent(path, run_dir, meta, _kind(meta), loaded)
+    return Parent(path, finetune_config(path, meta), meta, _kind(meta), loaded)
+
+
+def finetune_config(path: Path, meta: dict[str, Any]) -> Path | None:
+    """The ``config.yaml`` of the fine-tuning run a model folder descends from (through compressed parents)."""
+    for _ in range(32):
+        file = path.parent / "config.yaml"
+        if path.name == "model" and file.is_file() and "method" not in (config_mod.read_yaml(file) or {}):
+            return file
+        if "parent" not in meta or not (Path(meta["parent"]) / artifacts.META_FILE).is_file():
+            return None
+        path = Path(meta["parent"])
+        meta = artifacts.read_meta(path)
+    return None
 
 
 def open_parent(run: str | Path, method: str) -> Parent:
@@ -174,8 +186,8 @@ def staged(out: Path) -> Iterator[Path]:
 
 def run_config(parent: Parent, train_file: str | None) -> FinetuneConfig:
     """The parent's fine-tuning config (its data settings), with ``train_file`` in place of its training data."""
-    if parent.run_dir is not None:
-        cfg = config_mod.load(FinetuneConfig, parent.run_dir / "config.yaml")
+    if parent.config is not None:
+        cfg = config_mod.load(FinetuneConfig, parent.config)
         data = cfg.data.model_copy(update={"augment": AugmentConfig()})
     elif train_file:
         data = DataConfig(**{**parent.meta.get("data", {}), "train": train_file})
@@ -208,7 +220,7 @@ def run_splits(parent: Parent, train_file: str | None, validation_file: str | No
 def validation_examples(parent: Parent, validation_file: str | None, eval_samples: int | None,
                         train_file: str | None = None) -> tuple[Examples, np.ndarray]:
     """The labeled examples that measure what compression costs: ``validation_file`` or the run's own validation data."""
-    if validation_file and parent.run_dir is None:
+    if validation_file and parent.config is None:
         examples, targets = artifacts.labeled_examples(parent.data, parent.labels, validation_file)
         if eval_samples and eval_samples < len(examples):
             keep = np.sort(np.random.default_rng(0).permutation(len(examples))[:eval_samples])
