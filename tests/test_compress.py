@@ -216,6 +216,15 @@ def test_distilled_student_has_fewer_layers_and_learns_from_transfer_text(run: P
     assert "accuracy" in student.evaluate(_toy_file(run))
 
 
+def test_an_ensemble_teaches_a_student(run: Path, toy: Path, tmp_path: Path) -> None:
+    ensemble = artifacts.assemble([run, run], tmp_path / "ens")
+    out = compress(ensemble, tmp_path / "from-ens", {"method": "distill", "train_data": str(toy), "distill": {"layers": 1},
+                                                     "train": {"epochs": 1}})
+    meta = _meta(out)
+    assert meta["method"] == "distill" and meta["parent"] == str((ensemble / "model").resolve())
+    assert artifacts.load(out).model.config.num_hidden_layers == 1
+
+
 def _one_line(exc: pytest.ExceptionInfo) -> str:
     message = str(exc.value)
     assert "\n" not in message

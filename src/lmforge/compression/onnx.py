@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,11 @@ def _onnx_tools() -> tuple[Any, Any]:
 def export_graph(model: nn.Module, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> Path:
     """Export ``model`` to ``path`` with dynamic batch and sequence dimensions; the output is ``logits``."""
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with quiet_transformers(), torch.no_grad():
+    with quiet_transformers(), torch.no_grad(), warnings.catch_warnings():
+        # The exporter notes that every input shares the batch and sequence axes (they do) and that
+        # torch.export renamed an internal class; neither is the user's concern.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         program = torch.onnx.export(model.eval(), (), kwargs=inputs, input_names=list(inputs), output_names=["logits"],
                                     dynamic_shapes={name: {0: batch, 1: seq} for name in inputs}, opset_version=opset,
                                     dynamo=True, verbose=False, external_data=False)

@@ -187,7 +187,9 @@ def staged(out: Path) -> Iterator[Path]:
 def run_config(parent: Parent, train_file: str | None) -> FinetuneConfig:
     """The parent's fine-tuning config (its data settings), with ``train_file`` in place of its training data."""
     if parent.config is not None:
-        cfg = config_mod.load(FinetuneConfig, parent.config)
+        # An ensemble's or a search's config is a fine-tuning config plus a section of its own.
+        tree = {k: v for k, v in (config_mod.read_yaml(parent.config) or {}).items() if k in FinetuneConfig.model_fields}
+        cfg = config_mod.build(FinetuneConfig, tree, str(parent.config))
         data = cfg.data.model_copy(update={"augment": AugmentConfig()})
     elif train_file:
         data = DataConfig(**{**parent.meta.get("data", {}), "train": train_file})
