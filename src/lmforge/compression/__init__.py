@@ -26,7 +26,7 @@ from lmforge.compression import distill, onnx, prune, quantize
 from lmforge.compression.config import METHODS, CompressConfig
 from lmforge.compression.distill import distillation_loss
 from lmforge.compression.source import APPLIES, Parent, check_files, check_out, open_parent, staged
-from lmforge.runs import add_file_log, save_config
+from lmforge.runs import add_file_log
 
 log = logging.getLogger("lmforge.compress")
 
@@ -61,7 +61,9 @@ def compress(run: str | Path, out: str | Path, config: CompressConfig | dict[str
     with staged(out) as staging:
         handler = add_file_log(staging)
         try:
-            save_config(staging, cfg)
+            # Written like runs.save_config, without its log line: that would name the hidden folder.
+            (staging / "config.yaml").write_text(config_mod.dump(cfg), encoding="utf-8")
+            log.debug("resolved config:\n%s", config_mod.dump(cfg))
             log.info("compressing %s (%s run) by %s into %s", parent.path, parent.kind, cfg.method, out)
             COMPRESSORS[cfg.method](parent, staging, cfg)
         finally:

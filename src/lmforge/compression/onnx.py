@@ -9,6 +9,7 @@ go beside ``model.onnx``; the graph optimization level is recorded and used when
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import warnings
@@ -43,6 +44,20 @@ def _onnx_tools() -> tuple[Any, Any]:
     except ImportError:
         raise LmforgeError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'lmforge[export]'") from None
     return onnx, onnxruntime
+
+
+@contextlib.contextmanager
+def quiet_tools() -> Iterator[None]:
+    """Silence the exporter's and the quantizer's advice to the console (torchvision absent, pre-processing)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxruntime", "")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def export_graph(model: nn.Module, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> Path:
@@ -163,14 +178,15 @@ def export(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
     out, work = staging / "model", staging / "export"
     out.mkdir(parents=True)
     work.mkdir()
-    graph, info = _graph(predictor.model, predictor, work, opts, calibration)
+    with quiet_tools():
+        graph, info = _graph(predictor.model, predictor, work, opts, calibration)
     shutil.move(str(graph), out / ONNX_FILE)
     shutil.rmtree(work)
     with quiet_transformers():
         predictor.tokenizer.save_pretrained(out)
         predictor.model.config.save_pretrained(out)
     record = _measure(parent, predictor, out, cfg)
-    log.info("ONNX %s graph: %s (%.1f MB)", opts.precision, out / ONNX_FILE, (out / ONNX_FILE).stat().st_size / 1e6)
+    log.info("ONNX %s graph: %.1f MB", opts.precision, (out / ONNX_FILE).stat().st_size / 1e6)
     return save_compressed(out, parent.meta, parent.path, "onnx", "onnx", precision=opts.precision, opset=opts.opset,
                            graph_optimization=opts.optimization, file=ONNX_FILE, compression={**info, **record})
 
