@@ -10,6 +10,7 @@ prompt, setfit  prompt-based and SetFit classifiers
 ensemble        several runs answering as one, or a model soup
 generator       a causal LM: pretraining runs, chat-tuned runs, zoo decoders
 encoder         a pretrained encoder: embeddings and fill-mask
+compressed      a run made smaller by ``lmforge compress``: ONNX, int8 or head-pruned
 ==============  ==============================================================================
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmforge.artifacts import adapter, classifier, encoder, ensemble, generator, prompt  # noqa: F401  (registration)
+from lmforge.artifacts import adapter, classifier, compressed, encoder, ensemble, generator, prompt  # noqa: F401  (registration)
 from lmforge.artifacts.adapter import AdapterSet, load_adapters, save_adapter
 from lmforge.artifacts.base import (
     ARTIFACTS,

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from lmforge import __version__
-from lmforge.cli import info, serve, train, use
+from lmforge.cli import compress, info, serve, train, use
 from lmforge.errors import LmforgeError
 from lmforge.logs import setup_logging
 
@@ -33,6 +33,8 @@ VERBS: dict[str, Verb] = {
     "merge": (use.add_merge, use.run_merge),
     "serve": (serve.add_serve, serve.run_serve),
     "keys": (serve.add_keys, serve.run_keys),
+    "compress": (compress.add_compress, compress.run_compress),
+    "bench": (compress.add_bench, compress.run_bench),
 }
 
 
