@@ -14,12 +14,13 @@ import torch
 
 import lmforge
 from conftest import tiny_config
-from lmforge import artifacts
+from lmforge import artifacts, config
 from lmforge.cli import main
-from lmforge.config import DataConfig, TaskConfig
+from lmforge.config import DataConfig, EnsembleConfig, TaskConfig
 from lmforge.data.labels import LabelSpace
 from lmforge.data.squad import read_squad
 from lmforge.data.tagging import label_names, read_tagged
+from lmforge.errors import ConfigError, LmforgeError
 from lmforge.models.build import load_tokenizer
 from lmforge.models.crf import CRF
 from lmforge.tasks import get_task
@@ -174,8 +175,9 @@ def test_ner_end_to_end(tiny_bert: Path, tmp_path: Path, crf: bool, capsys: pyte
     model = artifacts.load(result.run_dir)
     assert model.kind == "classifier" and model.describe()["task"] == "ner"
     assert (getattr(model.model, "crf", None) is not None) == crf
-    found = model.predict(["the Good film was Bad"])[0]
+    found, empty = model.predict(["the Good film was Bad", "   "])
     assert [(e["type"], e["text"]) for e in found["entities"]] == [("PER", "Good"), ("LOC", "Bad")]
+    assert empty["entities"] == [] and empty["tags"] == []
     again = model.evaluate(str(tmp_path / "test.txt"))
     assert again["f1"] == pytest.approx(metrics["test"]["f1"])
     assert main(["predict", str(result.run_dir), "the Good film was Bad"]) == 0
@@ -213,6 +215,8 @@ def test_qa_end_to_end(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFi
     context = "the story was very nice and the actor was sad"
     answer = model.predict(["what is good ?"], pairs=[context])[0]
     assert answer["answer"] == "nice" and context[answer["start"]:answer["end"]] == "nice"
+    with pytest.raises(LmforgeError, match="needs a context for every question"):
+        model.predict(["what is good ?"])
     rows = toy_questions(20, seed=5)
     assert model.evaluate(str(write_jsonl(tmp_path / "held.jsonl", rows)))["f1"] > 0.6
     assert main(["predict", str(result.run_dir), "--question", "what is good ?", "--context", context]) == 0
@@ -247,3 +251,8 @@ def test_bad_input_one_liners(tiny_bert: Path, tmp_path: Path, capsys: pytest.Ca
         assert last.startswith("error: ") and expected in last and "Traceback" not in err, err
     skipped = read_squad(write_jsonl(tmp_path / "s.jsonl", [json.loads(bad_answer.read_text())] + toy_questions(3)), on_bad_rows="skip")
     assert len(skipped) == 3
+
+
+def test_ensembles_refuse_span_tasks() -> None:
+    with pytest.raises(ConfigError, match="task ner predicts spans"):
+        config.load(EnsembleConfig, {"data": {"train": "x.txt"}, "task": {"name": "ner"}})

@@ -222,6 +222,9 @@ class EnsembleConfig(FinetuneConfig):
             raise ValueError(f"ensemble.seeds lists {len(self.ensemble.seeds)} seeds for {self.ensemble.members} members")
         if self.ensemble.combine == "vote" and self.task.name == "regression":
             raise ValueError("ensemble.combine=vote needs classes; use mean for regression")
+        if self.task.name in ("ner", "qa"):
+            raise ValueError(f"ensembles combine label scores per example; task {self.task.name} predicts spans and cannot "
+                             "be ensembled (train one run with lmforge finetune)")
         return self
 
 
