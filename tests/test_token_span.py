@@ -256,3 +256,17 @@ def test_bad_input_one_liners(tiny_bert: Path, tmp_path: Path, capsys: pytest.Ca
 def test_ensembles_refuse_span_tasks() -> None:
     with pytest.raises(ConfigError, match="task ner predicts spans"):
         config.load(EnsembleConfig, {"data": {"train": "x.txt"}, "task": {"name": "ner"}})
+
+
+@pytest.mark.parametrize("task", ["ner", "qa"])
+def test_prompt_tuning_scores_the_inputs_own_positions(tiny_bert: Path, tmp_path: Path, task: str) -> None:
+    # Prompt tuning puts virtual tokens before the input: losses and predictions must skip them.
+    data = write_conll(tmp_path / "t.txt", toy_sentences(40)) if task == "ner" else write_squad(tmp_path / "q.json", toy_questions(40))
+    cfg = tiny_config(tiny_bert, data, tmp_path / "run", task={"name": task, "stride": 8}, train={"epochs": 1},
+                      data={"max_length": 32, "split": {"validation": 0.25, "seed": 0}})
+    cfg["tuning"] = {"method": "prompt", "num_virtual_tokens": 4}
+    result = lmforge.finetune(cfg)
+    model = artifacts.load(result.run_dir)
+    assert model.kind == "adapter" and model.evaluate(str(data))["f1"] >= 0.0
+    found = model.predict(["the Good film"]) if task == "ner" else model.predict(["what is good ?"], pairs=["the film was good"])
+    assert len(found) == 1 and (task == "ner" or found[0]["answer"] in "the film was good")

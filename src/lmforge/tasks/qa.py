@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForQuestionAnswering
 
@@ -32,7 +33,7 @@ from lmforge.evaluation.span_baselines import lexical_answers
 from lmforge.evaluation.spans import qa_metrics
 from lmforge.models.build import from_pretrained, model_kwargs
 from lmforge.tasks.base import TASKS
-from lmforge.tasks.token import grouped_splits
+from lmforge.tasks.token import grouped_splits, own_positions
 
 log = logging.getLogger("lmforge.data")
 
@@ -137,9 +138,12 @@ class QATask:
         return batch
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        """The model's own loss: mean cross-entropy of the start and end positions."""
-        outputs = model(**batch)
-        return outputs.loss, outputs
+        """Mean cross-entropy of the start and end positions (as transformers computes it, on the input's own positions)."""
+        outputs = model(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
+        length = batch["input_ids"].shape[1]
+        first, last = own_positions(outputs.start_logits, length).float(), own_positions(outputs.end_logits, length).float()  # (B, T)
+        loss = (F.cross_entropy(first, batch["start_positions"]) + F.cross_entropy(last, batch["end_positions"])) / 2
+        return loss, outputs
 
     def infer(self, model: nn.Module, split: QASplit, batch_size: int) -> np.ndarray:
         """(N, 3): start and end character of each question's best answer in its context (-1 for none) and its score."""
@@ -149,8 +153,9 @@ class QATask:
         with torch.inference_mode():
             for index in eval_batches(split.lengths, batch_size):
                 batch = {k: v.to(device) for k, v in split.inputs(index).items()}
-                outputs = model(**batch)
-                first, last = outputs.start_logits.float().cpu().numpy(), outputs.end_logits.float().cpu().numpy()  # (B, T)
+                outputs, length = model(**batch), batch["input_ids"].shape[1]
+                first = own_positions(outputs.start_logits, length).float().cpu().numpy()  # (B, T)
+                last = own_positions(outputs.end_logits, length).float().cpu().numpy()
                 for j, k in enumerate(index):
                     starts[k], ends[k] = first[j], last[j]
         found = best_answers(starts, ends, split.features, split.examples.contexts, self.cfg.max_answer_length,

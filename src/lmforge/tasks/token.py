@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 from transformers import AutoModelForTokenClassification
@@ -104,6 +105,11 @@ class TokenSplit(Split):
 
     word_ids: Ragged | None = None
     token_labels: Ragged | None = None
+
+
+def own_positions(scores: torch.Tensor, length: int) -> torch.Tensor:
+    """The scores of the input's own ``length`` positions: prompt and P-tuning put virtual tokens before them."""
+    return scores[:, scores.shape[1] - length:]
 
 
 def gather_words(logits: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -266,12 +272,12 @@ class TokenTask:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
         """Cross-entropy of the first sub-tokens, or the CRF's negative log-likelihood of the word tags."""
-        if not self.cfg.crf:
-            outputs = model(**batch)
-            return outputs.loss, outputs
         labels = batch["labels"]
         outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
-        words, mask, positions = gather_words(outputs.logits, labels != IGNORE_INDEX)
+        logits = own_positions(outputs.logits, labels.shape[1])  # (B, T, L)
+        if not self.cfg.crf:
+            return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX), outputs
+        words, mask, positions = gather_words(logits, labels != IGNORE_INDEX)
         return crf_layer(model)(words, mask, labels.gather(1, positions)), outputs
 
     def infer(self, model: nn.Module, split: TokenSplit, batch_size: int) -> np.ndarray:
@@ -283,7 +289,7 @@ class TokenTask:
         with torch.inference_mode():
             for index in eval_batches(split.lengths, batch_size):
                 batch = {k: v.to(device) for k, v in split.inputs(index).items()}
-                logits = model(**batch).logits.float()  # (B, T, L)
+                logits = own_positions(model(**batch).logits.float(), batch["input_ids"].shape[1])  # (B, T, L)
                 starts = pad(split.word_ids, index, -1)
                 starts = torch.cat([starts[:, :1] >= 0, (starts[:, 1:] >= 0) & (starts[:, 1:] != starts[:, :-1])], 1).to(device)
                 words, mask, positions = gather_words(logits, starts)
