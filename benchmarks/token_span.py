@@ -126,7 +126,7 @@ def task_specs(args: argparse.Namespace, zh_model: str) -> dict[str, dict[str, A
         "qa_en": {"data": {"split": {"validation": 0.1, "seed": 0}, "max_length": 256, **subset},
                   "model": {"name": "minilm-l6"}, "task": {"name": "qa", "stride": 128},
                   "train": {"epochs": 1 if q else 2, "batch_size": 32, "lr": 1.5e-4, "log_every": 20, **common}},
-        # trial.json holds a question with no text (TRIAL_776_QUERY_4): skipped and counted in the log.
+        # trial.json holds two questions with no text (TRIAL_20_QUERY_0, TRIAL_776_QUERY_4): skipped and counted in the log.
         "qa_zh": {"data": {"train": str(shared_file("cmrc2018", "train.json")), "test": args.qa_zh_test or str(shared_file("cmrc2018", "trial.json")),
                            "split": {"validation": 0.1, "seed": 0}, "max_length": 256, "on_bad_rows": "skip", **subset},
                   "model": {"name": zh_model, "dropout": 0.1}, "task": {"name": "qa", "stride": 64, "max_answer_length": 40, "language": "zh"},
@@ -195,6 +195,31 @@ def summary(results: dict[str, dict[str, Any]], zh_wall: float) -> tuple[dict[st
     return line, details
 
 
+def unseen_sentences(train: str, test: str, out: Path) -> tuple[Path, int]:
+    """The test sentences whose words do not occur as a sentence of train (CoNLL-2003 repeats many short lines)."""
+    from lmforge.data.tagging import read_tagged
+
+    seen = {tuple(words) for words in read_tagged(train).words}
+    held = read_tagged(test)
+    keep = [i for i, words in enumerate(held.words) if tuple(words) not in seen]
+    lines = [line for i in keep for line in [*(f"{w} {t}" for w, t in zip(held.words[i], held.tags[i])), ""]]
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out, len(keep)
+
+
+def add_unseen(details: dict[str, Any], spec: dict[str, Any], work: Path) -> None:
+    """F1 of the chosen English NER run on the test sentences that are not also training sentences."""
+    import lmforge
+
+    info = details.get("ner_en")
+    if not info:
+        return
+    path, n = unseen_sentences(spec["data"]["train"], spec["data"]["test"], work / "ner_en_unseen_test.txt")
+    run = info[info["chosen_on_validation"]]["run"]
+    info["unseen_test_sentences"] = n
+    info["unseen_test_f1"] = lmforge.load(run).evaluate(str(path))["f1"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small subsets, one epoch")
@@ -218,6 +243,7 @@ def main() -> None:
     specs["qa_en"]["data"] |= {"train": str(train), "test": str(test)}
     results = {name: run_task(name, specs[name], work) for name in tasks}
     line, details = summary(results, zh_wall)
+    add_unseen(details, specs["ner_en"], work)
     machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, " + ("bf16 (AMX)" if precision() == "bf16" else "fp32")
     line["machine"] = machine
     log("details: " + json.dumps(details))

@@ -182,6 +182,8 @@ def test_ner_end_to_end(tiny_bert: Path, tmp_path: Path, crf: bool, capsys: pyte
     assert again["f1"] == pytest.approx(metrics["test"]["f1"])
     assert main(["predict", str(result.run_dir), "the Good film was Bad"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["entities"][0]["start"] == 4
+    assert main(["evaluate", str(result.run_dir), "--data", str(tmp_path / "test.txt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["f1"] == pytest.approx(metrics["test"]["f1"])
 
 
 def test_ner_lora_adapter(tiny_bert: Path, tmp_path: Path) -> None:
@@ -207,10 +209,14 @@ def _qa_config(tiny_bert: Path, tmp_path: Path) -> dict:
 
 
 def test_qa_end_to_end(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    result = lmforge.finetune(_qa_config(tiny_bert, tmp_path))
-    metrics = result.metrics["validation"]
-    assert metrics["f1"] > 0.6 and "validation (lexical baseline)" in result.metrics, result.metrics
-    model = artifacts.load(result.run_dir)
+    config_file = tmp_path / "qa.yaml"
+    config_file.write_text(json.dumps(_qa_config(tiny_bert, tmp_path)))
+    assert main(["-q", "finetune", str(config_file)]) == 0  # the command line, sample answers printed
+    assert "sample predictions" in capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    metrics = json.loads((run_dir / "eval_results.json").read_text())
+    assert metrics["validation"]["f1"] > 0.6 and "validation (lexical baseline)" in metrics, metrics
+    model = artifacts.load(run_dir)
     assert model.describe()["task"] == "qa"
     context = "the story was very nice and the actor was sad"
     answer = model.predict(["what is good ?"], pairs=[context])[0]
@@ -219,10 +225,10 @@ def test_qa_end_to_end(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFi
         model.predict(["what is good ?"])
     rows = toy_questions(20, seed=5)
     assert model.evaluate(str(write_jsonl(tmp_path / "held.jsonl", rows)))["f1"] > 0.6
-    assert main(["predict", str(result.run_dir), "--question", "what is good ?", "--context", context]) == 0
+    assert main(["predict", str(run_dir), "--question", "what is good ?", "--context", context]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["answer"] == "nice"
     out = tmp_path / "answers.jsonl"
-    assert main(["predict", str(result.run_dir), "--file", str(tmp_path / "held.jsonl"), "--out", str(out)]) == 0
+    assert main(["predict", str(run_dir), "--file", str(tmp_path / "held.jsonl"), "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 20
 
 

@@ -215,7 +215,7 @@ def _per_type_figure(per_class: dict[str, dict[str, Any]], split: str) -> Figure
     ax.set_title(f"Entity F1 per type ({split})", fontsize=12, fontweight="bold")
     ax.set(xlabel="score", ylabel="type (gold entities)")
     ax.grid(True, axis="x", alpha=0.3, linestyle="--")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
 
 
