@@ -139,6 +139,8 @@ def run_task(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     import lmforge
 
     variants = {"crf": {"crf": True}, "softmax": {"crf": False}} if spec["task"]["name"] == "ner" else {"model": {}}
+    if name == "ner_en":
+        variants["crf_no_casing"] = {"crf": True, "casing": False}  # what the casing ids add to the uncased MiniLM
     out: dict[str, Any] = {}
     for i, (variant, options) in enumerate(variants.items()):
         cfg = json.loads(json.dumps(spec))

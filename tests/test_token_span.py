@@ -245,6 +245,8 @@ def test_bad_input_one_liners(tiny_bert: Path, tmp_path: Path, capsys: pytest.Ca
         (tiny_config(tiny_bert, train, tmp_path / "r1", task={"name": "ner"}, data={"validation": str(unknown)}), "v.txt, line 3"),
         (tiny_config(tiny_bert, mismatch, tmp_path / "r2", task={"name": "ner"}), "m.jsonl, line 1: 2 tokens but 1 tags"),
         (tiny_config(tiny_bert, bad_answer, tmp_path / "r3", task={"name": "qa"}), "a.jsonl, line 1"),
+        (tiny_config(tiny_bert, write_squad(tmp_path / "a.json", [json.loads(bad_answer.read_text()) | {"title": "t"}]), tmp_path / "r5",
+                     task={"name": "qa"}), "a.json, question x7: the answer 'plot' does not occur in the context"),
         (tiny_config(tiny_bert, write_squad(tmp_path / "q.json", toy_questions(20)), tmp_path / "r4", task={"name": "qa", "stride": 0},
                      data={"max_length": 12}), "stride is 0"),
     ]
