@@ -22,7 +22,7 @@ from lmforge.data.labels import LabelSpace
 from lmforge.generation import Generator
 from lmforge.models.build import from_pretrained, load_tokenizer, quiet_transformers
 from lmforge.tasks import get_task
-from lmforge.tasks.base import Task, make_split, task_logits
+from lmforge.tasks.base import Task, make_split, task_logits, task_metrics, task_predictions
 
 
 def full_kind(task: TaskConfig) -> str:
@@ -75,7 +75,17 @@ class TaskModel(Scored):
 
     def predict(self, texts: list[str] | str, pairs: list[str] | None = None, top_k: int = 1,
                 batch_size: int = 64) -> list[dict[str, Any]]:
-        """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside."""
+        """Predictions for ``texts`` (and ``pairs``), in input order; batched and length-sorted inside.
+
+        For ``ner`` runs each result holds the ``entities`` of a text with character offsets into it; for
+        ``qa`` runs ``texts`` are questions, ``pairs`` their contexts, and each result holds the ``answer``
+        with its offsets in the context.
+        """
+        own = getattr(self.task, "inputs", None)
+        if own is not None:
+            texts = [texts] if isinstance(texts, str) else texts
+            pairs = [pairs] if isinstance(pairs, str) else pairs
+            return self.predict_examples(own(texts, pairs, self.data), top_k, batch_size) if texts else []
         answer = getattr(self.task, "generate", None)
         if answer is None:
             return super().predict(texts, pairs, top_k, batch_size)
@@ -85,6 +95,21 @@ class TaskModel(Scored):
         self.model.eval()
         split = self._split(input_examples(self.data, texts, pairs), None)
         return [{"text": t, **r} for t, r in zip(texts, answer(self.model, self.tokenizer, split, batch_size), strict=True)]
+
+    def predict_examples(self, examples: Any, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
+        """Predictions for examples the task read itself (sentences to tag, questions with contexts), in order."""
+        split = self._split(examples, None)
+        return task_predictions(self.task, self.logits(split, batch_size), split, self.labels, top_k)
+
+    def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
+                 batch_size: int = 64, **data_overrides: Any) -> dict[str, Any]:
+        """Metrics on a labeled file: a table as in training, or the task's own format (CoNLL, SQuAD...)."""
+        own = getattr(self.task, "read_labeled", None)
+        if own is None:
+            return super().evaluate(source, text_column, label_column, batch_size, **data_overrides)
+        examples, targets = own(str(source), self.data.model_copy(update=data_overrides), self.labels)
+        split = self._split(examples, targets)
+        return task_metrics(self.task, self.logits(split, batch_size), split, self.labels)
 
     def generate(self, prompts: Any, options: Any = None, **overrides: Any) -> Any:
         """Continue free prompts with the model (causal LMs only); see :meth:`lmforge.generation.Generator.generate`."""
@@ -97,7 +122,8 @@ class TaskModel(Scored):
 def load_classifier(path: Path, meta: dict[str, Any], device: str) -> TaskModel:
     """Loader of the ``classifier`` kind (and of runs saved as ``model`` by earlier versions)."""
     task = get_task(TaskConfig(**meta["task"]))
-    model = from_pretrained(getattr(transformers, task.auto_model), str(path))
+    labels = LabelSpace.from_dict(meta["labels"])
+    own = getattr(task, "load_model", None)  # tasks whose model has layers transformers does not know (a CRF)
+    model = own(str(path), labels) if own is not None else from_pretrained(getattr(transformers, task.auto_model), str(path))
     model.to(device).eval()
-    return TaskModel(path, model, load_tokenizer(str(path)), task, LabelSpace.from_dict(meta["labels"]),
-                     DataConfig(**meta["data"]))
+    return TaskModel(path, model, load_tokenizer(str(path)), task, labels, DataConfig(**meta["data"]))

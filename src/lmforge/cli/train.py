@@ -25,11 +25,21 @@ def run_finetune(args: argparse.Namespace) -> int:
     if result.predictions:
         print("\nsample predictions (held-out data):")
         for row in result.predictions:
-            text = row["text"] if len(row["text"]) <= 90 else row["text"][:87] + "..."
-            guess = row.get("label", row.get("labels", row.get("value")))
-            print(f"  gold={row['gold']!s:<10} predicted={guess!s:<10} {text}")
+            gold, guess, text = _shown(row)
+            text = text if len(text) <= 90 else text[:87] + "..."
+            print(f"  gold={gold!s:<10} predicted={guess!s:<10} {text}")
     print(f"\nrun directory: {result.run_dir}  ({result.status})")
     return 0 if result.status in ("completed", "early_stopped") else 1
+
+
+def _shown(row: dict) -> tuple[object, object, str]:
+    """(gold, predicted, text) of a sample prediction: a label, an answer (qa) or entities as text/TYPE (ner)."""
+    text = str(row.get("text", row.get("question", "")))
+    if "entities" in row:
+        spans = lambda items: " ".join(f"{text[e['start']:e['end']]}/{e['type']}" for e in items) or "-"  # noqa: E731
+        return spans(row.get("gold") or []), spans(row["entities"]), text
+    guess = row.get("label", row.get("labels", row.get("value", row.get("answer"))))
+    return row.get("gold"), guess, text
 
 
 def add_pretrain(sub: argparse._SubParsersAction) -> None:

@@ -51,8 +51,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict labels for texts or a file (fill-mask for a pretrained encoder, "
                                        "continuations for a language model)")
     p.add_argument("run", help="run directory")
-    p.add_argument("texts", nargs="*", help="texts to classify")
-    p.add_argument("--file", help="input file (CSV, TSV, JSONL, Parquet, TXT)")
+    p.add_argument("texts", nargs="*", help="texts to classify (or to tag, for ner runs)")
+    p.add_argument("--question", action="append", help="qa runs: a question (repeatable, each with its --context)")
+    p.add_argument("--context", action="append", help="qa runs: the passage the answer comes from")
+    p.add_argument("--file", help="input file (CSV, TSV, JSONL, Parquet, TXT; CoNLL for ner runs, SQuAD JSON or JSONL for qa runs)")
     p.add_argument("--out", help="output JSONL, one prediction per input row, in input order")
     p.add_argument("--text-column", help="text column of --file")
     p.add_argument("--top-k", type=int, default=1)
@@ -69,9 +71,15 @@ def run_predict(args: argparse.Namespace) -> int:
         n = predict_file(args.run, args.file, args.out, args.text_column, args.top_k, args.batch_size)
         print(f"wrote {n} predictions to {args.out}")
         return 0
-    if not args.texts:
-        raise LmforgeError("give texts to classify, or --file IN --out OUT.jsonl")
-    for row in predict_texts(args.run, args.texts, args.top_k, args.batch_size):
+    if args.question or args.context:
+        if not args.question or not args.context or len(args.question) != len(args.context):
+            raise LmforgeError("give each --question with its --context (as many of one as of the other)")
+        rows = predict_texts(args.run, args.question, args.top_k, args.batch_size, pairs=args.context)
+    elif not args.texts:
+        raise LmforgeError("give texts to classify, --question Q --context C for a qa run, or --file IN --out OUT.jsonl")
+    else:
+        rows = predict_texts(args.run, args.texts, args.top_k, args.batch_size)
+    for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
 

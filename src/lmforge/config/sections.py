@@ -62,13 +62,17 @@ class DataConfig(Section):
     train: str | None = Field(None, description="Training file (CSV, TSV, JSONL, Parquet, TXT) or zoo dataset name.")
     validation: str | None = Field(None, description="Validation file; split from train when absent.")
     test: str | None = Field(None, description="Test file; split from train when data.split.test > 0.")
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"] = Field("auto", description="File format; 'auto' goes by the extension.")
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt", "conll", "squad"] = Field("auto",
+        description="File format; 'auto' goes by the extension (ner: CoNLL or JSONL by content; qa: SQuAD JSON or JSONL).")
     encoding: str = Field("utf-8", description="Text encoding of CSV/TSV/JSONL/TXT files.")
     text_column: str = Field("text", description="Column holding the text.")
     text_pair_column: str | None = Field(None, description="Column holding the second text of a sentence pair.")
     label_column: str = Field("label", description="Column holding the label.")
     labels: list[str] | None = Field(None, description="Label names in order; inferred from the training data when absent.")
     label_separator: str = Field(",", description="Separator between labels of one row in multi-label data.")
+    tag_scheme: Literal["auto", "bio", "iob2", "iob1", "bioes", "iobes", "bilou", "bmes"] = Field("auto",
+        description="ner: tag scheme of the files, converted to BIO on read; 'auto' tells it from the tag prefixes.")
+    tag_column: int = Field(-1, description="ner: CoNLL column holding the tag (the last by default).")
     split: SplitConfig = Field(default_factory=SplitConfig)
     max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random subset of this many training examples.")
     max_eval_samples: int | None = Field(None, gt=0, description="Use a seeded random subset of this many validation/test examples.")
@@ -101,6 +105,16 @@ class TaskConfig(Section):
         None, description="Chat tasks: the user message, with {text} (and {pair}, {labels}) filled in; a task default when absent.")
     system_prompt: str | None = Field(None, description="Chat tasks: a system message put before every prompt.")
     max_new_tokens: int = Field(128, ge=1, description="Chat tasks: longest generated answer, in tokens.")
+    crf: bool = Field(False, description="ner: a CRF layer over the word tag scores (Viterbi decoding) instead of a softmax per word.")
+    casing: bool | None = Field(None,
+        description="ner: feed each word's casing (lower, Title, UPPER, mixed, none) through the token-type embeddings; "
+                    "on when the tokenizer lowercases and the model has token types.")
+    stride: int = Field(128, ge=0, description="qa: context tokens shared by consecutive windows of a long context; 0 allows one window only.")
+    max_answer_length: int = Field(30, ge=1, description="qa: longest answer, in tokens.")
+    null_answers: bool = Field(False, description="qa: questions may have no answer (SQuAD 2.0); the model may answer with nothing.")
+    n_best: int = Field(20, ge=1, le=100, description="qa: start and end candidates tried per window.")
+    language: Literal["auto", "en", "zh"] = Field("auto",
+        description="qa: scoring convention, en (SQuAD token F1) or zh (CMRC character F1); 'auto' decides by the text.")
 
 
 class AdversarialConfig(Section):
@@ -212,6 +226,9 @@ class EnsembleConfig(FinetuneConfig):
             raise ValueError(f"ensemble.seeds lists {len(self.ensemble.seeds)} seeds for {self.ensemble.members} members")
         if self.ensemble.combine == "vote" and self.task.name == "regression":
             raise ValueError("ensemble.combine=vote needs classes; use mean for regression")
+        if self.task.name in ("ner", "qa"):
+            raise ValueError(f"ensembles combine label scores per example; task {self.task.name} predicts spans and cannot "
+                             "be ensembled (train one run with lmforge finetune)")
         return self
 
 

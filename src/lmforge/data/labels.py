@@ -12,7 +12,7 @@ import numpy as np
 from lmforge.data.examples import Examples
 from lmforge.data.sources import BadRows
 
-Kind = Literal["single", "multi", "regression", "text"]
+Kind = Literal["single", "multi", "regression", "text", "tags", "span"]
 
 
 def label_text(value: Any) -> str:
@@ -34,7 +34,8 @@ class LabelSpace:
 
     Attributes:
         kind: ``single`` (one label per example), ``multi`` (a set per example), ``regression``,
-            or ``text`` (a free-text target such as an instruction's response, kept in the examples).
+            ``text`` (a free-text target such as an instruction's response, kept in the examples),
+            ``tags`` (a label per word, e.g. BIO entity tags) or ``span`` (an answer span in a context).
         names: Label names in id order (empty for regression).
         separator: Separator of several labels written in one cell (multi-label).
     """
@@ -46,7 +47,7 @@ class LabelSpace:
     @property
     def num_labels(self) -> int:
         """Outputs of the task head."""
-        return {"regression": 1, "text": 0}.get(self.kind, len(self.names))
+        return {"regression": 1, "text": 0, "span": 2}.get(self.kind, len(self.names))
 
     @classmethod
     def infer(cls, examples: Examples, kind: Kind, names: Sequence[str] | None = None, separator: str = ",") -> LabelSpace:

@@ -52,6 +52,7 @@ def write_report(
         _summary(train, evals),
         _final_table(final_metrics),
         *_per_class_tables(final_metrics),
+        *_entity_confusion_tables(final_metrics),
         _images_section(plots),
     ]
     if config_text is not None:
@@ -100,6 +101,8 @@ def _make_plots(
         if metrics.get("confusion_matrix") and metrics.get("labels"):
             fig = _confusion_figure(metrics["confusion_matrix"], metrics["labels"], split)
             candidates["confusion_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", split)] = fig
+        if _entity_table(metrics) and metrics.get("per_class"):
+            candidates["per_type_f1_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", split)] = _per_type_figure(metrics["per_class"], split)
     written: dict[str, Path] = {}
     for name, fig in candidates.items():
         if fig is not None:
@@ -198,6 +201,49 @@ def _confusion_figure(matrix: list[list[int]], labels: list[str], split: str) ->
     return fig
 
 
+def _per_type_figure(per_class: dict[str, dict[str, Any]], split: str) -> Figure:
+    """Horizontal bars of the F1 of each entity type, with precision and recall as ticks and the support in the label."""
+    names = list(per_class)
+    fig, ax = new_figure((7.0, max(2.5, 0.45 * len(names) + 1.2)))
+    y = np.arange(len(names))
+    ax.barh(y, [per_class[n]["f1"] for n in names], color="tab:blue", alpha=0.8, label="F1")
+    ax.scatter([per_class[n]["precision"] for n in names], y, marker="|", s=200, color="tab:orange", label="precision", zorder=3)
+    ax.scatter([per_class[n]["recall"] for n in names], y, marker="|", s=200, color="tab:green", label="recall", zorder=3)
+    ax.set_yticks(y, [f"{n} ({per_class[n].get('support', 0)})" for n in names])
+    ax.invert_yaxis()
+    ax.set_xlim(0.0, 1.0)
+    ax.set_title(f"Entity F1 per type ({split})", fontsize=12, fontweight="bold")
+    ax.set(xlabel="score", ylabel="type (gold entities)")
+    ax.grid(True, axis="x", alpha=0.3, linestyle="--")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return fig
+
+
+def _entity_table(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The entity-type confusion of NER metrics (``{"types", "table", "spurious"}``), or None."""
+    confusion = metrics.get("confusion")
+    return confusion if isinstance(confusion, dict) and isinstance(confusion.get("table"), dict) else None
+
+
+def _entity_confusion_tables(final_metrics: dict[str, dict]) -> list[str]:
+    """Per split with NER metrics: gold entity types (rows) against the type predicted on the same span, missed and spurious."""
+    tables = []
+    for split, metrics in final_metrics.items():
+        confusion = _entity_table(metrics)
+        if not confusion or not confusion.get("types"):
+            continue
+        types = confusion["types"]
+        lines = ["| gold \\ predicted | " + " | ".join(_cell(t) for t in types) + " | missed |", "|---|" + "---:|" * (len(types) + 1)]
+        for gold in types:
+            row = confusion["table"].get(gold, {})
+            lines.append(f"| {_cell(gold)} | " + " | ".join(str(row.get(t, 0)) for t in [*types, "missed"]) + " |")
+        lines.append("| spurious | " + " | ".join(str(confusion["spurious"].get(t, 0)) for t in types) + " | |")
+        tables.append(f"### Entity confusion ({_cell(split)})\n\nGold entities by the type predicted with the same boundaries; "
+                      "missed: no prediction with those boundaries; spurious: predictions that match no gold span.\n\n"
+                      + "\n".join(lines))
+    return tables
+
+
 def _ema(values: list[float]) -> list[float]:
     """Bias-corrected exponential moving average; short series are returned unchanged."""
     weight = min(0.9, max(0.0, 1.0 - 10.0 / len(values)))
@@ -294,9 +340,11 @@ def _per_class_tables(final_metrics: dict[str, dict]) -> list[str]:
 def _images_section(plots: dict[str, Path]) -> str:
     """Relative image links, curves and confusion matrices under separate headings."""
     confusion = [name for name in plots if name.startswith("confusion_")]
+    per_type = [name for name in plots if name.startswith("per_type_f1_")]
     groups = {
-        "Training curves": [name for name in plots if name not in confusion],
+        "Training curves": [name for name in plots if name not in confusion + per_type],
         "Confusion matrices": confusion,
+        "Entity scores per type": per_type,
     }
     blocks = [
         f"## {heading}\n\n" + "\n\n".join(f"![{n}](plots/{plots[n].name})" for n in names)

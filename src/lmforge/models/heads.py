@@ -24,24 +24,34 @@ def under(name: str, modules: list[str]) -> bool:
 
 def checkpoint_keys(source: str) -> set[str] | None:
     """Tensor names stored in the safetensors files of the checkpoint folder ``source`` (None if it has none)."""
+    shapes = checkpoint_shapes(source)
+    return None if shapes is None else set(shapes)
+
+
+def checkpoint_shapes(source: str) -> dict[str, tuple[int, ...]] | None:
+    """Shape of every tensor stored in the safetensors files of the checkpoint folder ``source`` (None if it has none)."""
     files = sorted(Path(source).glob("*.safetensors")) if source and Path(source).is_dir() else []
     if not files:
         return None
-    keys: set[str] = set()
+    shapes: dict[str, tuple[int, ...]] = {}
     for file in files:
         with safe_open(str(file), "pt") as handle:
-            keys.update(handle.keys())
-    return keys
+            shapes.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
+    return shapes
 
 
 def fresh_parameters(model: nn.Module) -> list[str]:
-    """Parameters of ``model`` that its checkpoint did not hold (initialized by ``from_pretrained``)."""
-    keys = checkpoint_keys(str(getattr(getattr(model, "config", None), "_name_or_path", "")))
-    if keys is None:
+    """Parameters of ``model`` that its checkpoint did not hold, or held in another shape (a resized embedding)."""
+    shapes = checkpoint_shapes(str(getattr(getattr(model, "config", None), "_name_or_path", "")))
+    if shapes is None:
         return []
     prefix = getattr(model, "base_model_prefix", "")
-    stored = lambda n: n in keys or n.removeprefix(prefix + ".") in keys or f"{prefix}.{n}" in keys  # noqa: E731
-    return [n for n, _ in model.named_parameters() if not stored(n)]
+
+    def stored(name: str, shape: tuple[int, ...]) -> bool:
+        found = next((shapes[k] for k in (name, name.removeprefix(prefix + "."), f"{prefix}.{name}") if k in shapes), None)
+        return found == shape
+
+    return [n for n, p in model.named_parameters() if not stored(n, tuple(p.shape))]
 
 
 def core_model(model: nn.Module) -> PreTrainedModel | None:

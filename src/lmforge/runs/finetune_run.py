@@ -19,14 +19,13 @@ from lmforge import artifacts
 from lmforge import config as config_mod
 from lmforge.config import FinetuneConfig
 from lmforge.data.dataset import Split, SplitSource
-from lmforge.data.pipeline import labeled_splits
 from lmforge.errors import LmforgeError
 from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.evaluation.baselines import baseline_metrics, fit_tfidf_logreg
 from lmforge.models.build import enable_checkpointing, load_tokenizer, resolve
 from lmforge.runs.directory import open_run, token_cache_dir
 from lmforge.tasks import get_task
-from lmforge.tasks.base import Task, make_split, task_logits
+from lmforge.tasks.base import Task, labeled_data, make_split, task_logits, task_metrics, task_predictions
 from lmforge.training.configured import build_hooks
 from lmforge.training.hooks import Hook
 from lmforge.training.loop import fit
@@ -56,12 +55,14 @@ class FinetuneResult:
 
 def _evaluator(task: Task, split: Split, labels: Any, batch_size: int) -> Any:
     def evaluate(model: Any) -> dict[str, Any]:
-        return task.metrics(task_logits(task, model, split, batch_size), split.targets, labels)
+        return task_metrics(task, task_logits(task, model, split, batch_size), split, labels)
 
     return evaluate
 
 
 def _samples(task: Task, split: Split, labels: Any, logits: Any, n: int = 5) -> list[dict[str, Any]]:
+    if getattr(task, "predictions", None) is not None:
+        return task_predictions(task, logits, split, labels, 1)[:n]
     picks = list(range(min(n, len(split))))
     preds = task.postprocess(logits[picks], labels, 1)
     rows = []
@@ -77,9 +78,25 @@ def _final_eval(task: Task, splits: dict[str, Split], model: Any, labels: Any, b
     for name in ("validation", "test"):
         if name in splits:
             logits = task_logits(task, model, splits[name], batch_size)
-            metrics[name] = task.metrics(logits, splits[name].targets, labels)
+            metrics[name] = task_metrics(task, logits, splits[name], labels)
             samples = _samples(task, splits[name], labels, logits)
     return metrics, samples
+
+
+def _task_baseline(task: Task, splits: dict[str, Split], labels: Any, metrics: dict[str, dict], started: float) -> dict[str, dict]:
+    """The task's own classic baseline (a CRF for NER, lexical overlap for QA), logged beside the model's score."""
+    start = time.perf_counter()
+    out = task.baseline(splits, labels)  # type: ignore[attr-defined]
+    metric = task.default_metric
+    for name, values in out.items():
+        split = name.split(" (", 1)[0]
+        ours, theirs = metrics.get(split, {}).get(metric), values.get(metric)
+        if ours is not None and theirs is not None:
+            log.info("%s %s %.4f; %s %.4f", split, metric, ours, name.split(" (", 1)[1].rstrip(")"), theirs)
+    seconds, total = time.perf_counter() - start, time.perf_counter() - started
+    log.info("baseline: %.1f s, %.1f%% of this run's %.0f s (output.baseline=false skips it)", seconds,
+             100 * seconds / max(total, 1e-9), total)
+    return out
 
 
 def _baseline(splits: dict[str, Split], labels: Any, metrics: dict[str, dict], started: float) -> dict[str, dict]:
@@ -144,7 +161,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, hooks:
     tokenizer = load_tokenizer(source)
     task = get_task(cfg.task)
     loader = lambda run: artifacts.load(run, device="cpu")  # noqa: E731  the augmentation filter's labeler
-    examples, labels = labeled_splits(cfg.data, task, model_source=source, load_labeler=loader)
+    examples, labels = labeled_data(task, cfg.data, model_source=source, load_labeler=loader)
     splits = {name: make_split(task, name, ex, y, tokenizer, cfg.data, labels, token_cache_dir())
               for name, (ex, y) in examples.items()}
     set_seed(cfg.train.seed if cfg.model.init_seed is None else cfg.model.init_seed)
@@ -178,7 +195,8 @@ def _finish(cfg: FinetuneConfig, run_dir: Path, result: Any, task: Task, splits:
     _save(cfg, run_dir, result.model, tokenizer, labels)
     metrics, samples = _final_eval(task, splits, result.model, labels, cfg.train.eval_batch_size)
     if cfg.output.baseline and metrics:
-        metrics |= _baseline(splits, labels, metrics, started)
+        own = getattr(task, "baseline", None) is not None
+        metrics |= _task_baseline(task, splits, labels, metrics, started) if own else _baseline(splits, labels, metrics, started)
     (run_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     if cfg.output.report:
         write_report(run_dir, metrics, f"lmforge run: {cfg.output.name}", config_mod.dump(cfg))

@@ -14,7 +14,7 @@ from lmforge.data.batching import eval_batches
 from lmforge.data.dataset import Split
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace
-from lmforge.data.pipeline import to_split
+from lmforge.data.pipeline import labeled_splits, to_split
 from lmforge.devices import inference_precision
 from lmforge.logs import progress
 from lmforge.registry import Registry
@@ -57,6 +57,15 @@ class Task(Protocol):
     #   make_split(name, examples, targets, tokenizer, data, labels) -> Split   replaces pipeline.to_split
     #   infer(model, split, batch_size) -> np.ndarray                    replaces infer_logits
     #   generate(model, tokenizer, split, batch_size) -> list[dict]      free-text predictions
+    # Optional, for tasks with files of their own format whose predictions point into the input (entities, answers):
+    #   labeled_splits(data) -> ({split: (examples, targets)}, labels)   replaces pipeline.labeled_splits
+    #   read_labeled(source, data, labels) -> (examples, targets)        a labeled file, for evaluate
+    #   read_inputs(source, data) -> examples                           an unlabeled file, for batch predict
+    #   inputs(texts, pairs, data) -> examples                          raw texts (questions and contexts) for predict
+    #   split_metrics(outputs, split, labels) -> dict                   replaces metrics(outputs, split.targets, labels)
+    #   predictions(outputs, split, labels, top_k) -> list[dict]        replaces postprocess(outputs, labels, top_k)
+    #   load_model(path, labels) -> nn.Module                           reloads a saved run (extra layers included)
+    #   baseline(splits, labels) -> {name: metrics}                     the classic baseline beside the model
 
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -75,6 +84,31 @@ def make_split(task: Task, name: str, examples: Examples, targets: np.ndarray | 
     if own is not None:
         return own(name, examples, targets, tokenizer, data, labels)
     return to_split(name, examples, targets, tokenizer, data, cache_dir)
+
+
+def labeled_data(task: Task, data: DataConfig, model_source: str | None = None,
+                 load_labeler: Any = None) -> tuple[dict[str, tuple[Any, np.ndarray]], LabelSpace]:
+    """Train/validation(/test) examples with targets, and the labels: the task's own reader or the table pipeline."""
+    own = getattr(task, "labeled_splits", None)
+    if own is not None:
+        return own(data)
+    return labeled_splits(data, task, model_source=model_source, load_labeler=load_labeler)
+
+
+def task_metrics(task: Task, outputs: np.ndarray, split: Split, labels: LabelSpace) -> dict[str, Any]:
+    """The task's metrics of ``outputs`` on ``split``: its ``split_metrics`` when it has one."""
+    own = getattr(task, "split_metrics", None)
+    if own is not None:
+        return own(outputs, split, labels)
+    return task.metrics(outputs, split.targets, labels)
+
+
+def task_predictions(task: Task, outputs: np.ndarray, split: Split, labels: LabelSpace, top_k: int = 1) -> list[dict[str, Any]]:
+    """Per-example predictions: the task's ``predictions`` (which see the inputs) or its ``postprocess``."""
+    own = getattr(task, "predictions", None)
+    if own is not None:
+        return own(outputs, split, labels, top_k)
+    return task.postprocess(outputs, labels, top_k)
 
 
 def task_logits(task: Task, model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
