@@ -26,11 +26,16 @@ class SplitConfig(Section):
         description="Keep related rows on one side of every split: 'containing_text' groups each text with the longest text "
                     "of the file that contains it (phrases cut from sentences, as in SST-2); any other value names a column "
                     "whose equal values stay together (documents, users, articles).")
+    held_out: Literal["all", "longest"] = Field("all",
+        description="With group_by: what validation and test keep of each held-out group: every row, or only its longest "
+                    "text (the whole sentence, not its phrases), so that the scores are on full unseen texts.")
 
     @model_validator(mode="after")
-    def _fold_in_range(self) -> SplitConfig:
+    def _consistent(self) -> SplitConfig:
         if self.folds is not None and self.fold >= self.folds:
             raise ValueError(f"data.split.fold must be below data.split.folds={self.folds} (got {self.fold})")
+        if self.held_out == "longest" and not self.group_by:
+            raise ValueError("data.split.held_out=longest needs data.split.group_by (which rows form a group)")
         return self
 
 
