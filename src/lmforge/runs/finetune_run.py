@@ -24,9 +24,10 @@ from lmforge.errors import LmforgeError
 from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.evaluation.baselines import baseline_metrics, fit_tfidf_logreg
 from lmforge.models.build import enable_checkpointing, load_tokenizer, resolve
-from lmforge.runs.directory import open_run, token_cache_dir
+from lmforge.runs.directory import open_run, save_config, token_cache_dir
 from lmforge.tasks import get_task
 from lmforge.tasks.base import Task, make_split, task_logits
+from lmforge.training.adaptive import resolve_auto
 from lmforge.training.configured import build_hooks
 from lmforge.training.hooks import Hook
 from lmforge.training.loop import fit
@@ -114,6 +115,16 @@ def _save(cfg: FinetuneConfig, run_dir: Path, model: Any, tokenizer: Any, labels
     return artifacts.save_adapter(out, model, cfg.task, labels, cfg.data, cfg.model.name, cfg.tuning)
 
 
+def _resolve_auto(cfg: FinetuneConfig, train: Split, labels: Any, run_dir: Path, acc: Any) -> FinetuneConfig:
+    """Settings left at ``auto`` chosen from the training data (logged), and the resolved config saved again with them."""
+    if "auto" not in (cfg.train.epochs, cfg.train.head_lr):
+        return cfg
+    cfg = cfg.model_copy(update={"train": resolve_auto(cfg.train, len(train), labels.num_labels)})
+    if acc.is_main_process:
+        save_config(run_dir, cfg)
+    return cfg
+
+
 def _method_lr_note(cfg: FinetuneConfig) -> None:
     default = cfg.tuning.default_lr
     if default is not None and cfg.train.lr == default:
@@ -147,6 +158,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, hooks:
     examples, labels = labeled_splits(cfg.data, task, model_source=source, load_labeler=loader)
     splits = {name: make_split(task, name, ex, y, tokenizer, cfg.data, labels, token_cache_dir())
               for name, (ex, y) in examples.items()}
+    cfg = _resolve_auto(cfg, splits["train"], labels, run_dir, acc)
     set_seed(cfg.train.seed if cfg.model.init_seed is None else cfg.model.init_seed)
     model = task.build_model(source, labels, cfg.model)
     if cfg.model.gradient_checkpointing:
