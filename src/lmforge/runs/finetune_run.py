@@ -103,9 +103,9 @@ def _baseline(splits: dict[str, Split], labels: Any, metrics: dict[str, dict], s
             log.warning("the model loses to the TF-IDF baseline on %s: train longer (train.epochs), raise the head's "
                         "learning rate (train.head_lr), or add data", name)
     seconds, total = time.perf_counter() - start, time.perf_counter() - started
-    log.info("TF-IDF baseline: %.1f s, %.1f%% of this run's %.0f s (output.baseline=false skips it)", seconds,
-             100 * seconds / max(total, 1e-9), total)
-    return out
+    share = seconds / max(total, 1e-9)
+    log.info("TF-IDF baseline: %.1f s, %.1f%% of this run's %.0f s (output.baseline=false skips it)", seconds, 100 * share, total)
+    return {name: values | {"fit_seconds": round(seconds, 2), "share_of_run": round(share, 4)} for name, values in out.items()}
 
 
 def _save(cfg: FinetuneConfig, run_dir: Path, model: Any, tokenizer: Any, labels: Any) -> Path:
