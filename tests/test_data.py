@@ -252,3 +252,21 @@ def test_group_split_shares_no_group(tmp_path: Path, group_by: str) -> None:
     for text in valid:  # a held-out sentence is inside no training text
         if text in roots:
             assert not any(f" {text} " in f" {other} " for other in train)
+
+
+def test_held_out_longest_keeps_whole_sentences_only(tmp_path: Path) -> None:
+    rows = []
+    for d, r in enumerate(toy_rows(40)):
+        rows += [{"text": f"{r['text']} number {d}", "label": r["label"]}, {"text": f"number {d}", "label": r["label"]}]
+    path = write_csv(tmp_path / "frag.csv", rows)
+    split = {"validation": 0.25, "test": 0.25, "group_by": "containing_text", "held_out": "longest"}
+    splits, _ = labeled_splits(cfg_for(path, split=split), get_task(TaskConfig()))
+    for name in ("validation", "test"):
+        texts = splits[name][0].texts
+        assert texts and all(t.split()[0] != "number" for t in texts)  # no phrase, only its sentence
+    assert len(splits["train"][0]) + 2 * sum(len(splits[n][0]) for n in ("validation", "test")) == len(rows)
+
+
+def test_held_out_longest_needs_groups() -> None:
+    with pytest.raises(ValueError, match="group_by"):
+        DataConfig(train="x.csv", split={"held_out": "longest"})

@@ -4,6 +4,7 @@ overrides, one-sentence errors, the resolved config as YAML, and annotated listi
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,15 +107,28 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+_UNION_TAG = re.compile(r"^(?:[a-z]+(?:-[a-z]+)+|literal\[.*\]|float|int|str|bool|none|list\[.*\]|dict\[.*\])$")
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """The key path of a pydantic error location without the tags of union members (``constrained-float``...)."""
+    return tuple(str(p) for p in loc if not _UNION_TAG.match(str(p)))
+
+
 def describe_error(model: type[BaseModel], exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
     """Turn the first pydantic error into one sentence naming the key and what it accepts.
 
     ``prefix`` is the key path of ``model`` inside a larger config, for sections validated on their own.
     """
-    err = exc.errors(include_url=False)[0]
-    loc = tuple(str(p) for p in err["loc"])
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc = _field_path(err["loc"])
     key = ".".join(prefix + loc) or "config"
     kind, msg, got = err["type"], err["msg"], err.get("input")
+    # A value that fits no member of a union (a number or 'auto'): say what the other members accept.
+    also = [e["msg"].removeprefix("Input should be ") for e in errors[1:] if _field_path(e["loc"]) == loc and e["type"] == "literal_error"]
+    if also and kind != "literal_error":
+        msg = f"{msg}, or be {' or '.join(also)}"
     if kind == "extra_forbidden":
         allowed = ", ".join(_allowed_keys(model, loc[:-1]))
         return f"{source}: unknown key '{key}'; allowed here: {allowed}"

@@ -6,12 +6,15 @@ description that ``lmforge config`` and the docs show.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from lmforge.config.base import Section
 from lmforge.config.tuning import TuningConfig, parse_options
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+Rate = Annotated[float, Field(gt=0, le=1.0)]
 
 
 class SplitConfig(Section):
@@ -26,11 +29,16 @@ class SplitConfig(Section):
         description="Keep related rows on one side of every split: 'containing_text' groups each text with the longest text "
                     "of the file that contains it (phrases cut from sentences, as in SST-2); any other value names a column "
                     "whose equal values stay together (documents, users, articles).")
+    held_out: Literal["all", "longest"] = Field("all",
+        description="With group_by: what validation and test keep of each held-out group: every row, or only its longest "
+                    "text (the whole sentence, not its phrases), so that the scores are on full unseen texts.")
 
     @model_validator(mode="after")
-    def _fold_in_range(self) -> SplitConfig:
+    def _consistent(self) -> SplitConfig:
         if self.folds is not None and self.fold >= self.folds:
             raise ValueError(f"data.split.fold must be below data.split.folds={self.folds} (got {self.fold})")
+        if self.held_out == "longest" and not self.group_by:
+            raise ValueError("data.split.held_out=longest needs data.split.group_by (which rows form a group)")
         return self
 
 
@@ -134,13 +142,17 @@ class AdversarialConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    epochs: PositiveFloat | Literal["auto"] = Field("auto",
+        description="Passes over the training data; 'auto': 3 to 10, more for small training sets (at least 1,000 steps where "
+                    "10 epochs allow), chosen and logged when the data is read.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step across all processes, before accumulation.")
     eval_batch_size: int = Field(128, ge=1, description="Examples per evaluation batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     lr: float = Field(5e-5, gt=0, le=1.0, description="Peak learning rate.")
-    head_lr: float | None = Field(2e-3, gt=0, le=1.0, description="Learning rate of the new task head (and pooler); train.lr when null.")
+    head_lr: Rate | Literal["auto"] | None = Field("auto",
+        description="Learning rate of the new task head (and pooler); train.lr when null; 'auto': train.lr x labels/2, "
+                    "between train.lr and 2e-3 (a head of many labels has more to learn), logged when the data is read.")
     layer_lr_decay: float = Field(1.0, gt=0, le=1.0, description="Layer-wise learning-rate decay: layer l gets lr * decay^(L - l).")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (never applied to biases and norms).")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
@@ -149,7 +161,8 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Warmup as a share of all steps.")
     warmup_steps: int | None = Field(None, ge=0, description="Warmup in steps (overrides warmup_ratio).")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; no clipping when null.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="'auto': bf16/fp16 on GPUs that support it, fp32 on CPUs.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto",
+        description="'auto': bf16/fp16 on GPUs that support it, bf16 on CPUs with AMX tiles, fp32 on other CPUs.")
     seed: int = Field(42, description="Seed of everything random in the run.")
     eval_every: int | None = Field(None, gt=0, description="Evaluate every N optimizer steps, besides each epoch end.")
     save_every: int | None = Field(None, gt=0, description="Write a resumable checkpoint every N optimizer steps.")

@@ -24,6 +24,7 @@ from lmforge.data.split import (
     drop_singletons,
     fold_indices,
     group_split_indices,
+    longest_in_groups,
     split_indices,
 )
 from lmforge.data.tokenize import tokenize
@@ -76,6 +77,11 @@ def _hold_out(examples: Examples, targets: np.ndarray, fraction: float, cfg: Dat
         kept, held = group_split_indices(groups, fraction, cfg.split.seed)
         log.info("%s: %d of %d groups held out (data.split.group_by=%s)", what, len(set(groups[i] for i in held)),
                  len(set(groups)), cfg.split.group_by)
+        if cfg.split.held_out == "longest":
+            rows = len(held)
+            held = longest_in_groups(examples.texts, groups, held)
+            log.info("%s: the longest text of each held-out group kept, %d of %d rows (data.split.held_out=longest)",
+                     what, len(held), rows)
         return (examples.subset(kept), targets[kept]), (examples.subset(held), targets[held])
     stratify = cfg.split.stratify and labels.kind == "single"
     if stratify:

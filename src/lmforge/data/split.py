@@ -125,3 +125,16 @@ def containing_groups(texts: Sequence[str]) -> list[str]:
             for end in range(start + 1, len(units) + 1):
                 owner.setdefault(" ".join(units[start:end]), key)
     return groups
+
+
+def longest_in_groups(texts: Sequence[str], groups: Sequence[str], index: Sequence[int]) -> np.ndarray:
+    """The rows of ``index`` that are the longest text (in words, or characters without spaces) of their group.
+
+    Held-out fragments score high for the wrong reason (a phrase of two words is easy), so a
+    held-out split of sentences and their phrases is scored on the sentences alone.
+    """
+    size = {i: len(_units(texts[i])) for i in index}
+    longest: dict[str, int] = {}
+    for i in index:
+        longest[groups[i]] = max(longest.get(groups[i], 0), size[i])
+    return np.asarray([i for i in index if size[i] == longest[groups[i]]], dtype=np.int64)

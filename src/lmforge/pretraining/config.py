@@ -117,6 +117,7 @@ class ObjectiveConfig(Section):
 
 
 class PretrainTrainConfig(TrainConfig):
+    epochs: float = Field(3.0, gt=0, description="Passes over the corpus (train.max_steps overrides it).")
     head_lr: float | None = Field(
         None, gt=0, le=1.0,
         description="Learning rate of the MLM/NSP heads; train.lr when null (a head created on a pretrained encoder may want more).",

@@ -23,9 +23,10 @@ from lmforge.errors import LmforgeError
 from lmforge.evaluation import format_table, metric_mode, write_report
 from lmforge.evaluation.baselines import baseline_metrics, fit_tfidf_logreg
 from lmforge.models.build import enable_checkpointing, load_tokenizer, resolve
-from lmforge.runs.directory import open_run, token_cache_dir
+from lmforge.runs.directory import open_run, save_config, token_cache_dir
 from lmforge.tasks import get_task
 from lmforge.tasks.base import Task, labeled_data, make_split, task_logits, task_metrics, task_predictions
+from lmforge.training.adaptive import resolve_auto
 from lmforge.training.configured import build_hooks
 from lmforge.training.hooks import Hook
 from lmforge.training.loop import fit
@@ -119,9 +120,9 @@ def _baseline(splits: dict[str, Split], labels: Any, metrics: dict[str, dict], s
             log.warning("the model loses to the TF-IDF baseline on %s: train longer (train.epochs), raise the head's "
                         "learning rate (train.head_lr), or add data", name)
     seconds, total = time.perf_counter() - start, time.perf_counter() - started
-    log.info("TF-IDF baseline: %.1f s, %.1f%% of this run's %.0f s (output.baseline=false skips it)", seconds,
-             100 * seconds / max(total, 1e-9), total)
-    return out
+    share = seconds / max(total, 1e-9)
+    log.info("TF-IDF baseline: %.1f s, %.1f%% of this run's %.0f s (output.baseline=false skips it)", seconds, 100 * share, total)
+    return {name: values | {"fit_seconds": round(seconds, 2), "share_of_run": round(share, 4)} for name, values in out.items()}
 
 
 def _save(cfg: FinetuneConfig, run_dir: Path, model: Any, tokenizer: Any, labels: Any) -> Path:
@@ -129,6 +130,16 @@ def _save(cfg: FinetuneConfig, run_dir: Path, model: Any, tokenizer: Any, labels
     if is_full(cfg.tuning):
         return artifacts.save_model(out, model, tokenizer, cfg.task, labels, cfg.data, cfg.model.name)
     return artifacts.save_adapter(out, model, cfg.task, labels, cfg.data, cfg.model.name, cfg.tuning)
+
+
+def _resolve_auto(cfg: FinetuneConfig, train: Split, labels: Any, run_dir: Path, acc: Any) -> FinetuneConfig:
+    """Settings left at ``auto`` chosen from the training data (logged), and the resolved config saved again with them."""
+    if "auto" not in (cfg.train.epochs, cfg.train.head_lr):
+        return cfg
+    cfg = cfg.model_copy(update={"train": resolve_auto(cfg.train, len(train), labels.num_labels)})
+    if acc.is_main_process:
+        save_config(run_dir, cfg)
+    return cfg
 
 
 def _method_lr_note(cfg: FinetuneConfig) -> None:
@@ -164,6 +175,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, hooks:
     examples, labels = labeled_data(task, cfg.data, model_source=source, load_labeler=loader)
     splits = {name: make_split(task, name, ex, y, tokenizer, cfg.data, labels, token_cache_dir())
               for name, (ex, y) in examples.items()}
+    cfg = _resolve_auto(cfg, splits["train"], labels, run_dir, acc)
     set_seed(cfg.train.seed if cfg.model.init_seed is None else cfg.model.init_seed)
     model = task.build_model(source, labels, cfg.model)
     if cfg.model.gradient_checkpointing:

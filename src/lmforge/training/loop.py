@@ -25,6 +25,7 @@ from torch import nn
 from lmforge.config import TrainConfig
 from lmforge.devices import default_device
 from lmforge.errors import LmforgeError
+from lmforge.training.adaptive import resolve_auto
 from lmforge.training.checkpoint import Checkpointer, TrainState, load_weights, save_weights
 from lmforge.training.hooks import Hook, LossFn, StepContext, eval_weights
 from lmforge.training.loggers import MetricsLogger, progress_bar
@@ -306,6 +307,9 @@ def fit(model: nn.Module, source: BatchSource, loss_fn: LossFn, cfg: TrainConfig
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if "auto" in (cfg.epochs, cfg.head_lr):  # callers that know their data resolve these themselves
+        labels = getattr(getattr(model, "config", None), "num_labels", None)
+        cfg = resolve_auto(cfg, source.num_batches(0) * cfg.batch_size, labels)
     acc = accelerator or make_accelerator(cfg)
     loop = Loop(model, source, loss_fn, cfg, run_dir, evaluate, metric, mode, list(hooks or []), acc, tensorboard)
     if resume:

@@ -12,6 +12,7 @@ from torch import nn
 from lmforge.config import TrainConfig
 from lmforge.models.heads import head_parameter_ids
 from lmforge.registry import Registry
+from lmforge.training.adaptive import FALLBACK_LABELS, auto_head_lr
 
 SCHEDULES: Registry[Callable[[int, int, int], float]] = Registry("lr schedule")
 _LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
@@ -59,12 +60,15 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     layers = {int(m.group(1)) for n, _ in named if (m := _LAYER.search(n))}
     num_layers = max(layers) + 1 if layers else 0
-    head = head_parameter_ids(model) if cfg.head_lr is not None else set()
+    head_lr = cfg.head_lr
+    if head_lr == "auto":  # not resolved from the data by the caller: the model's label count decides
+        head_lr = auto_head_lr(cfg.lr, getattr(getattr(model, "config", None), "num_labels", None) or FALLBACK_LABELS)[0]
+    head = head_parameter_ids(model) if head_lr is not None else set()
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in named:
         lr = cfg.lr * cfg.layer_lr_decay ** (num_layers + 1 - layer_depth(name, num_layers))
         if id(param) in head:
-            lr = cfg.head_lr
+            lr = head_lr
         decay = 0.0 if no_decay(name, param) else cfg.weight_decay
         groups.setdefault((lr, decay), []).append(param)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
