@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from lmforge import __version__
-from lmforge.cli import compress, info, serve, train, use
+from lmforge.cli import apps, compress, info, serve, train, use
 from lmforge.errors import LmforgeError
 from lmforge.logs import setup_logging
 
@@ -35,6 +35,7 @@ VERBS: dict[str, Verb] = {
     "keys": (serve.add_keys, serve.run_keys),
     "compress": (compress.add_compress, compress.run_compress),
     "bench": (compress.add_bench, compress.run_bench),
+    "app": (apps.add_app, apps.run_app),
 }
 
 
