@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import signal
 import subprocess
@@ -11,12 +13,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
 from lmforge.cli import main
+from lmforge.logs import setup_logging
+from lmforge.serving.logs import setup_service_logging
 from serving_support import bearer, build_classifier_run, free_port, make_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,3 +128,21 @@ def test_keys_command_creates_lists_and_revokes_without_showing_secrets_again(tm
     assert main(["keys", "--store", store, "list", "--json"]) == 0
     assert '"revoked": true' in capsys.readouterr().out.splitlines()[-1]
     assert main(["keys", "--store", store, "revoke", "ffffffff"]) == 2
+
+
+@pytest.mark.parametrize("setup", [setup_logging, lambda: setup_service_logging("info")], ids=["console", "service"])
+def test_logs_follow_stderr_after_the_stream_they_started_on_is_closed(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    loggers = [logging.getLogger(), logging.getLogger("lmforge")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        setup()
+        first.close()  # what a finished command's redirected (or a test's captured) stderr does
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("lmforge.serving").info("after the first stream closed")
+    finally:
+        for lg, handlers, level, propagate in saved:
+            lg.handlers[:], lg.propagate = handlers, propagate
+            lg.setLevel(level)
+    assert "after the first stream closed" in second.getvalue() and "Logging error" not in second.getvalue()

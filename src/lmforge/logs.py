@@ -13,9 +13,25 @@ from tqdm.auto import tqdm
 _QUIET = {"on": False}
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a record arrives, as logging's last-resort handler does.
+
+    A handler bound to the stream of the moment it was made keeps writing to that stream after it is replaced and
+    closed (a console redirected for one command, a test's captured output), and every later record then fails.
+    """
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+
 def setup_logging(quiet: bool = False) -> None:
     """Plain log lines on stderr (warnings only when ``quiet``); transformers' and accelerate's chatter hidden."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     _QUIET["on"] = quiet

@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
 
+from lmforge.logs import StderrHandler
 from lmforge.serving.privacy import RedactingFilter, mask_obj
 
 ACCESS = logging.getLogger("lmforge.serving.access")
@@ -37,12 +37,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_service_logging(level: str = "info", stream: TextIO | None = None) -> logging.Handler:
-    """Send the service's logs to ``stream`` (stderr) as JSON lines, with PII masked on every handler.
+    """Send the service's logs to ``stream`` (the current stderr when None) as JSON lines, with PII masked on every handler.
 
     Returns:
         The handler (tests read what it wrote).
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
