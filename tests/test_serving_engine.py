@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lmforge.compression import compress
 from lmforge.serving.batching import Batcher, Job, QueueFull, Stopped
 from lmforge.serving.engine import Engine, RequestTimeout, UnknownModel, Unsupported
 from serving_support import build_adapter_run, build_classifier_run
@@ -199,3 +200,15 @@ def test_reload_under_load_loses_no_request_and_serves_the_new_version(tiny_bert
         assert errors == [] and answered[0] > 0
         assert engine.slots["clf"].version != old_version
         assert engine.classify(["good"])[0]["probabilities"] != before
+
+
+def test_a_compressed_onnx_run_is_served_by_onnx_runtime_with_the_same_labels(classifier_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'lmforge[export]')")
+    onnx_run = compress(classifier_run, tmp_path / "onnx", {"method": "onnx", "onnx": {"precision": "fp32"}})
+    with Engine({"torch": classifier_run, "onnx": onnx_run}, max_batch_size=8, max_wait_ms=5) as engine:
+        assert {m["name"]: m["kind"] for m in engine.models()} == {"torch": "classifier", "onnx": "compressed"}
+        with ThreadPoolExecutor(4) as pool:
+            served = list(pool.map(lambda text: engine.classify([text], model="onnx")[0], TEXTS))
+        reference = engine.classify(TEXTS, model="torch")
+    assert [r["label"] for r in served] == [r["label"] for r in reference]
+    assert np.allclose([r["score"] for r in served], [r["score"] for r in reference], atol=1e-4)
