@@ -231,8 +231,8 @@ def main() -> None:
     teacher = train_teacher(args.train_samples, args.epochs)
     result = classifiers(teacher, args) | generation(args)
     result |= {"machine": machine(training), "train_samples": args.train_samples, "teacher_epochs": args.epochs,
-               "distill_epochs": args.distill_epochs, "recovery_epochs": args.recovery_epochs, "wall_s": round(time.perf_counter() - start),
-               "quick": args.quick, "shared_data": str(SHARED)}
+               "distill_epochs": args.distill_epochs, "recovery_epochs": args.recovery_epochs, "rounds": args.rounds,
+               "wall_s": round(time.perf_counter() - start), "quick": args.quick, "shared_data": str(SHARED)}
     result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
     emit(result, None if args.quick else REPO / "benchmarks" / "results" / "compress.json")
 
