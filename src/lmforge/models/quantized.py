@@ -40,7 +40,18 @@ def dynamic_int8(model: nn.Module, names: Iterable[str], per_channel: bool = Tru
     qconfig = tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch announces that torch.ao moves to torchao; the API works in this torch
-        return tq.quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=False)
+        quantized = tq.quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=False)
+    for module in quantized.modules():
+        if isinstance(module, DynamicLinear):
+            module.register_forward_pre_hook(_fp32_input)
+    return quantized
+
+
+def _fp32_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+    # The int8 kernels take fp32 activations only, while bf16 autocast (inference on AMX CPUs) hands the
+    # layers after an attention product bf16 ones.
+    x = args[0]
+    return (x.float(), *args[1:]) if x.is_floating_point() and x.dtype != torch.float32 else None
 
 
 def _dynamic_tensors(name: str, module: DynamicLinear) -> dict[str, torch.Tensor]:
