@@ -141,11 +141,11 @@ def task_specs(args: argparse.Namespace, zh_model: str) -> dict[str, dict[str, A
                    "model": {"name": zh_model, "dropout": 0.1}, "task": {"name": "ner"}, "train": zh_train},
         "qa_en": {"data": {"split": {"validation": 0.1, "seed": 0}, "max_length": 256, **subset},
                   "model": {"name": "minilm-l6"}, "task": {"name": "qa", "stride": 128},
-                  "train": {"epochs": 1 if q else 2, "batch_size": 32, "lr": 1.5e-4, "log_every": 20, **one}},
+                  "train": {"epochs": 1, "batch_size": 32, "lr": 1.5e-4, "log_every": 20, **one}},
         # trial.json holds two questions with no text (TRIAL_20_QUERY_0, TRIAL_776_QUERY_4): skipped and counted in the log.
         "qa_zh": {"data": {"train": str(shared_file("cmrc2018", "train.json")), "test": args.qa_zh_test or str(shared_file("cmrc2018", "trial.json")),
                            "split": {"validation": 0.1, "seed": 0}, "max_length": 256, "on_bad_rows": "skip",
-                           **({"max_train_samples": 4000} | subset)},
+                           **({"max_train_samples": 3000} | subset)},
                   "model": {"name": zh_model, "dropout": 0.1}, "task": {"name": "qa", "stride": 64, "max_answer_length": 40, "language": "zh"},
                   "train": {"epochs": 1, "batch_size": 32, "lr": 5e-4, "log_every": 20, **one}},
     }
