@@ -139,7 +139,7 @@ def task_specs(args: argparse.Namespace, zh_model: str) -> dict[str, dict[str, A
                             "test": args.ner_zh_test or str(shared_file("resume_ner", "dev.txt")),
                             "split": {"validation": 0.1, "seed": 0}, "max_length": 256, **subset},
                    "model": {"name": zh_model, "dropout": 0.1}, "task": {"name": "ner"}, "train": zh_train},
-        "qa_en": {"data": {"split": {"validation": 0.1, "seed": 0}, "max_length": 256, **subset},
+        "qa_en": {"data": {"split": {"validation": 0.1, "seed": 0}, "max_length": 256, **({"max_train_samples": 4000} | subset)},
                   "model": {"name": "minilm-l6"}, "task": {"name": "qa", "stride": 128},
                   "train": {"epochs": 1, "batch_size": 32, "lr": 1.5e-4, "log_every": 20, **one}},
         # trial.json holds two questions with no text (TRIAL_20_QUERY_0, TRIAL_776_QUERY_4): skipped and counted in the log.
