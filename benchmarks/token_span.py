@@ -7,9 +7,10 @@ same run, the classic baseline of lmforge.evaluation.span_baselines:
   conll2003/train.txt (validation: 10% of its documents), against a CRF over hand-made word features.
 - Chinese NER: a small Chinese encoder pretrained here (below) with a CRF layer, trained on resume_ner/train.txt,
   against a CRF over character features.
-- English QA: minilm-l6 on 80% of the articles of squad/dev_shared.json (validation: 10% of those), against the
-  sliding-window lexical-overlap answer picker; scored on the other 20% of the articles.
-- Chinese QA: the Chinese encoder on cmrc2018/train.json, scored on cmrc2018/trial.json, against the lexical picker.
+- English QA: minilm-l6 on 4,000 questions of 80% of the articles of squad/dev_shared.json (validation: 10% of
+  those articles), against the sliding-window lexical-overlap answer picker; scored on the other 20% of the articles.
+- Chinese QA: the Chinese encoder on 3,000 questions of cmrc2018/train.json, scored on cmrc2018/trial.json, against
+  the lexical picker.
 
 The Chinese encoder (a RoFormer, 4 layers, hidden 256, one token per Chinese character) is pretrained by
 masked LM with jieba whole-word masking on the zoo's chinese_news corpus plus the unlabeled text of the
