@@ -50,14 +50,16 @@ def test_locate_answer_picks_nearest_occurrence() -> None:
     assert locate_answer("abc", "x", 0) is None
 
 
-def test_missing_answer_text_is_error_or_skipped(tmp_path: Path) -> None:
+def test_missing_answer_text_is_error_or_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = [{"id": "x1", "context": "Paris is in France.", "question": "where is Paris", "answers": [{"text": "France", "answer_start": 12}]},
             {"id": "x2", "context": "Paris is in France.", "question": "who", "answers": [{"text": "Berlin", "answer_start": 0}]}]
     path = tmp_path / "q.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(DataError, match=r"q\.jsonl, line 2: the answer 'Berlin' does not occur in the context"):
         read_squad(path)
-    ex = read_squad(path, on_bad_rows="skip")
+    with caplog.at_level(logging.WARNING):
+        ex = read_squad(path, on_bad_rows="skip")
+    assert "skipped 1 bad rows" in caplog.text
     assert ex.ids == ["x1"] and ex.lines == [1] and ex.answers == [[Answer("France", 12)]]
 
 

@@ -124,6 +124,14 @@ def test_undeclared_type_and_bad_prefix_are_errors_with_lines(tmp_path: Path) ->
         read_tagged(write(tmp_path / "b.txt", "EU B-ORG\nsays X-ORG\n"), scheme="bio")
 
 
+def test_conll_token_line_without_tag_is_error_or_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path / "a.txt", "EU B-ORG\nsays O\n\nPeter\nsings O\n")
+    with pytest.raises(DataError, match=r"a\.txt, line 4: 1 column\(s\) hold no tag"):
+        read_tagged(path)
+    with caplog.at_level(logging.WARNING):
+        ex = read_tagged(path, on_bad_rows="skip")
+    assert ex.words == [["EU", "says"]] and "skipped 1 bad rows" in caplog.text
+
 def test_token_jsonl(tmp_path: Path) -> None:
     rows = [{"tokens": ["New", "York", "is", "big"], "tags": ["B-LOC", "I-LOC", "O", "O"]},
             {"tokens": ["北", "京", "大"], "tags": ["B-LOC", "E-LOC", "O"]}]
