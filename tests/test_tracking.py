@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import lmforge
 from conftest import tiny_config
@@ -16,6 +17,7 @@ from lmforge.errors import ConfigError
 from lmforge.training import loggers
 from lmforge.training.loggers import check_trackers, flat_config, tracking_of
 
+needs_wandb = pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (lmforge[track])")
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow is not installed (lmforge[track])")
 
 
@@ -44,7 +46,6 @@ def test_a_missing_tracker_package_gives_a_one_line_install_hint(monkeypatch: py
 @needs_mlflow
 def test_finetune_reports_the_same_scalars_and_config_to_tensorboard_and_mlflow(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient  # optional: lmforge[track]
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     uri = (tmp_path / "mlruns").as_uri()
     cfg = tiny_config(tiny_bert, toy_csv, tmp_path / "run", train={"epochs": 1},
@@ -65,3 +66,13 @@ def test_finetune_reports_the_same_scalars_and_config_to_tensorboard_and_mlflow(
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == train_steps
     assert list((run / "tensorboard").glob("*/hparams.yml"))
+
+
+@needs_wandb
+def test_wandb_logs_offline_into_the_run_directory(tiny_bert: Path, toy_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny_config(tiny_bert, toy_csv, tmp_path / "run", train={"epochs": 1}, output={"trackers": ["wandb"], "name": "offline"})
+    run = lmforge.finetune(cfg).run_dir
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    assert list(offline.glob("run-*.wandb")) and not (run / "tensorboard").exists()

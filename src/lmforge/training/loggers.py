@@ -89,8 +89,8 @@ def _start(name: str, run_dir: Path, tracking: Tracking) -> GeneralTracker:
     if name == "tensorboard":
         tracker: GeneralTracker = TensorBoardTracker("tensorboard", run_dir)
     elif name == "wandb":
-        os.environ.setdefault("WANDB_MODE", tracking.wandb_mode)
-        tracker = WandBTracker(tracking.name, project=tracking.project, dir=str(run_dir), config=tracking.config)
+        # accelerate hands its first argument to wandb.init as the project.
+        tracker = WandBTracker(tracking.project, name=tracking.name, dir=str(run_dir), config=tracking.config, mode=tracking.wandb_mode)
     else:
         import mlflow  # optional: lmforge[track]
 
@@ -132,7 +132,7 @@ class MetricsLogger:
             if values and name != "wandb":  # wandb got the nested config when it started
                 tracker.store_init_configuration(values)
             self.trackers.append(tracker)
-        if "wandb" in tracking.trackers and os.environ.get("WANDB_MODE") == "offline":
+        if "wandb" in tracking.trackers and tracking.wandb_mode == "offline":
             log.info("wandb logs offline to %s; upload them with: wandb sync %s", run_dir / "wandb", run_dir / "wandb" / "offline-run-*")
 
     def log(self, split: str, step: int, epoch: float, values: dict[str, Any]) -> None:
