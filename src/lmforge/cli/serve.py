@@ -46,7 +46,7 @@ def add_keys(sub: argparse._SubParsersAction) -> None:
     create.add_argument("name", help="a label for people, e.g. support-bot")
     create.add_argument("--models", default="*", help="comma-separated model names the key may use (default: all)")
     create.add_argument("--endpoints", default="*",
-                        help="comma-separated endpoints: classify, embed, generate, models, metrics, admin, ... (default: all)")
+                        help="comma-separated endpoints: classify, embed, generate, explain, models, metrics, admin, ... (default: all)")
     create.add_argument("--rate", type=int, default=600, help="requests per minute; 0 for no limit (default 600)")
     create.add_argument("--burst", type=int, help="requests allowed at once (default: ten seconds' worth of the rate)")
     listing = actions.add_parser("list", help="list the keys (ids, names, scopes, limits; never secrets)")

@@ -105,6 +105,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--system", help="system message for chat models")
     p.add_argument("--batch-size", type=int, default=8, help="prompts decoded together with --file")
     p.add_argument("--no-stream", action="store_true", help="print each answer when it is complete")
+    guard = p.add_argument_group("guarded generation (refused prompts never reach the model)")
+    guard.add_argument("--guard", help="YAML file of filters: blocklist, terms, mask_pii, max_input_chars, max_output_chars, refusal")
+    guard.add_argument("--blocklist", help="file of blocked terms, one per line: prompts holding one are refused, outputs replaced")
+    guard.add_argument("--mask-pii", action="store_const", const=True, help="mask e-mails, phones, IDs, cards and IPs in prompts and outputs")
+    guard.add_argument("--max-input-chars", type=int, help="refuse longer prompts")
+    guard.add_argument("--max-output-chars", type=int, help="cut outputs to this many characters")
+    guard.add_argument("--refusal", help="the answer to a refused prompt")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -112,7 +119,10 @@ def run_generate(args: argparse.Namespace) -> int:
     from lmforge import config as config_mod
     from lmforge.generation import GenerateConfig
     from lmforge.recipes.generate import generate_file, generate_prompts
+    from lmforge.serving.guard import load_guard
 
+    guard = load_guard(args.guard, {"blocklist": args.blocklist, "mask_pii": args.mask_pii, "max_input_chars": args.max_input_chars,
+                                    "max_output_chars": args.max_output_chars, "refusal": args.refusal})
     options = config_mod.build(GenerateConfig, {
         "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
         "repetition_penalty": args.repetition_penalty, "stop": args.stop, "seed": args.seed, "chat": args.chat,
@@ -120,12 +130,12 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.file:
         if not args.out:
             raise LmforgeError("--file needs --out OUT.jsonl")
-        n = generate_file(args.model, args.file, args.out, options, args.column)
+        n = generate_file(args.model, args.file, args.out, options, args.column, guard)
         print(json.dumps({"prompts": n, "out": args.out}))
         return 0
     if not args.prompts:
         raise LmforgeError("give a prompt, or --file PROMPTS --out OUT.jsonl")
-    generate_prompts(args.model, args.prompts, options, stream=not args.no_stream)
+    generate_prompts(args.model, args.prompts, options, stream=not args.no_stream, guard=guard)
     return 0
 
 

@@ -182,7 +182,14 @@ class OutputConfig(Section):
     dir: str = Field("runs/{name}", description="Run directory; {name} and {time} are filled in.")
     name: str = Field("run", description="Run name used in the directory and report.")
     overwrite: bool = Field(False, description="Allow writing into an existing run directory.")
-    tensorboard: bool = Field(True, description="Write TensorBoard event files.")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files (the default of trackers).")
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] | None = Field(
+        None, description="Where scalars and the resolved config go besides metrics.jsonl; [tensorboard] (or [] with tensorboard: false) "
+                          "when unset. wandb and mlflow need pip install 'lmforge[track]'.")
+    project: str = Field("lmforge", description="W&B project and MLflow experiment the run is logged under.")
+    wandb_mode: Literal["offline", "online"] = Field("offline", description="offline writes wandb/ in the run directory "
+                                                                           "(upload later with `wandb sync`); online needs `wandb login`.")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; MLFLOW_TRACKING_URI, else a local mlruns/ folder, when unset.")
     report: bool = Field(True, description="Write report.md with plots at the end.")
     baseline: bool = Field(True, description="Also fit TF-IDF + logistic regression on the same splits and report it beside the model.")
 

@@ -38,6 +38,7 @@ from lmforge.pretraining.objectives import (
 from lmforge.pretraining.packing import PackedSequences, Sequences, SequenceSource, document_spans, packed_spans
 from lmforge.pretraining.store import StoreOptions, TokenStore, build_stores
 from lmforge.runs import cache_dir, open_run
+from lmforge.training.loggers import tracking_of
 from lmforge.training.loop import fit
 
 log = logging.getLogger("lmforge.pretrain")
@@ -159,7 +160,7 @@ def _pretrain(cfg: PretrainConfig, acc: Any, run_dir: Path, resume: bool) -> Pre
     _count_parameters(wrapper)
     metric = "loss" if cfg.train.metric == "auto" else cfg.train.metric
     result = fit(wrapper, source, pretrain_loss, cfg.train, run_dir, evaluate=evaluate, metric=metric, mode=metric_mode(metric),
-                 resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
+                 resume=resume, accelerator=acc, tracking=tracking_of(cfg.output, cfg.model_dump(mode="json")))
     return _finish(cfg, acc, run_dir, result, tokenizer, objectives, evaluate)
 
 

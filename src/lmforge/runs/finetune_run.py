@@ -29,6 +29,7 @@ from lmforge.tasks.base import Task, labeled_data, make_split, task_logits, task
 from lmforge.training.adaptive import resolve_auto
 from lmforge.training.configured import build_hooks
 from lmforge.training.hooks import Hook
+from lmforge.training.loggers import tracking_of
 from lmforge.training.loop import fit
 from lmforge.training.regularizers import build_loss
 from lmforge.tuning import apply_tuning, is_full
@@ -191,7 +192,7 @@ def _finetune(cfg: FinetuneConfig, acc: Any, run_dir: Path, resume: bool, hooks:
         set_seed(cfg.train.seed)  # soup members share the head's init, not their dropout masks
     result = fit(model, batches, build_loss(task.loss, cfg.train), cfg.train, run_dir, evaluate=evaluate,
                  metric=metric if evaluate else "loss", mode=metric_mode(metric), hooks=build_hooks(cfg.train, tokenizer) + hooks,
-                 resume=resume, accelerator=acc, tensorboard=cfg.output.tensorboard)
+                 resume=resume, accelerator=acc, tracking=tracking_of(cfg.output, cfg.model_dump(mode="json")))
     if result.status == "interrupted":
         log.warning("run interrupted; continue it with: lmforge finetune <config> --resume")
         return FinetuneResult(run_dir, result.status)

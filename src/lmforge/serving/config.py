@@ -25,6 +25,7 @@ from lmforge import config as config_mod
 from lmforge.config import Section
 from lmforge.errors import ConfigError
 from lmforge.serving.auth import default_store_path
+from lmforge.serving.guard import GuardConfig
 from lmforge.serving.privacy import KINDS
 
 
@@ -116,6 +117,7 @@ class ServeConfig(Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="Input and output filters of generation (blocklist, PII, lengths).")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

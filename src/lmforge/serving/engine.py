@@ -34,6 +34,7 @@ from lmforge.errors import LmforgeError
 from lmforge.generation import GenerateConfig
 from lmforge.serving.batching import Batcher, Job, QueueFull, Stopped
 from lmforge.serving.config import ServeConfig
+from lmforge.serving.guard import Guard, load_guard
 from lmforge.serving.models import ModelSlot, load_models
 from lmforge.serving.privacy import mask_pii
 
@@ -87,6 +88,7 @@ class Engine:
         redact_inputs: Mask PII in texts and prompts before the model sees them.
         redact_outputs: Mask PII in generated text.
         pii_kinds: PII kinds to mask (all when None).
+        guard: Input and output filters of generation: a refused prompt is answered with the refusal and never reaches the model.
         device: ``cpu``, ``cuda``...; the GPU when there is one.
         observer: Receives batch sizes, queue depth and load times (metrics).
         start: Start the worker threads now; a server that forks workers starts them in each worker instead.
@@ -94,13 +96,13 @@ class Engine:
 
     def __init__(self, models: Mapping[str, str | Path], default_model: str | None = None, *, max_batch_size: int = 32,
                  max_wait_ms: float = 5.0, queue_size: int = 256, threads: int = 1, redact_inputs: bool = False,
-                 redact_outputs: bool = False, pii_kinds: list[str] | None = None, device: str | None = None,
+                 redact_outputs: bool = False, pii_kinds: list[str] | None = None, guard: Guard | None = None, device: str | None = None,
                  observer: Observer | None = None, start: bool = True) -> None:
         if not models:
             raise LmforgeError("an engine needs at least one model, e.g. Engine({'sentiment': 'runs/sst2'})")
         self.model_runs = {name: str(run) for name, run in models.items()}
         self.default_model = default_model or next(iter(models))
-        self.redact_inputs, self.redact_outputs, self.pii_kinds = redact_inputs, redact_outputs, pii_kinds
+        self.redact_inputs, self.redact_outputs, self.pii_kinds, self.guard = redact_inputs, redact_outputs, pii_kinds, guard
         self.device, self.observer = device, observer or _Quiet()
         self.ready = False
         self._reload_lock = threading.Lock()
@@ -115,7 +117,7 @@ class Engine:
         b, p = cfg.batching, cfg.privacy
         return cls(cfg.models, cfg.default, max_batch_size=b.max_batch_size, max_wait_ms=b.max_wait_ms, queue_size=b.queue_size,
                    threads=b.threads, redact_inputs=p.redact_inputs, redact_outputs=p.redact_outputs, pii_kinds=p.kinds,
-                   observer=observer, start=start)
+                   guard=load_guard(cfg.guard), observer=observer, start=start)
 
     def _load(self, runs: Mapping[str, str]) -> dict[str, ModelSlot]:
         slots = load_models(runs, self.device)
@@ -250,16 +252,25 @@ class Engine:
         return split
 
     def _generate(self, artifact: Any, prompts: list[str], options: dict[str, Any], stream: Any) -> list[str]:
-        opts = {**options, "batch_size": max(1, min(len(prompts), self.batcher.max_batch_size))}
-        if stream is not None and not self.redact_outputs:
-            texts = [artifact.generate(prompts[0], opts, stream=stream)]
+        verdicts = [self.guard.check_input(p) for p in prompts] if self.guard else []
+        allowed = [v.text for v in verdicts if v.allowed] if self.guard else prompts
+        whole = self.redact_outputs or (self.guard is not None and self.guard.filters_output)
+        opts = {**options, "batch_size": max(1, min(len(allowed), self.batcher.max_batch_size))}
+        if not allowed:
+            texts: list[str] = []
+        elif stream is not None and not whole:
+            texts = [artifact.generate(allowed[0], opts, stream=stream)]
         else:
-            texts = artifact.generate(prompts, opts)
+            texts = artifact.generate(allowed, opts)
         if self.redact_outputs:
             texts = [mask_pii(t, self.pii_kinds) for t in texts]
-            if stream is not None:
-                # Masking needs the whole text: a phone number may span pieces, so a masked stream is one piece.
-                stream(texts[0])
+        if self.guard is not None:
+            # Refused prompts never reached the model: their answer is the refusal, in their place.
+            made = iter(self.guard.check_output(t) for t in texts)
+            texts = [next(made) if v.allowed else v.text for v in verdicts]
+        if stream is not None and (whole or not allowed):
+            # Filtering needs the whole text: a phone number or a blocked term may span pieces, so a filtered stream is one piece.
+            stream(texts[0])
         return texts
 
     def _wait(self, future: Future, timeout: float | None) -> list[Any]:

@@ -2,8 +2,8 @@
 
 ``create_app(engine, config)`` returns the app; uvicorn runs it (``lmforge serve``). Endpoints:
 ``POST /v1/classify``, ``/v1/embed``, ``/v1/generate`` (server-sent events with ``stream: true``),
-``GET /v1/models``, ``/healthz``, ``/readyz``, ``/metrics``, ``POST /v1/admin/reload``, and the
-OpenAPI docs at ``/docs``. Everything but ``/healthz`` and ``/readyz`` needs a key.
+``POST /v1/explain`` (word attributions, token log-probabilities), ``GET /v1/models``, ``/healthz``, ``/readyz``,
+``/metrics``, ``POST /v1/admin/reload``, and the OpenAPI docs at ``/docs``. Everything but ``/healthz`` and ``/readyz`` needs a key.
 
 Applications add their own endpoints on the same app, behind the same keys, limits, metrics and logs:
 
@@ -38,6 +38,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from lmforge import __version__
+from lmforge.evaluation.explainer import Explainer
 from lmforge.serving import schemas
 from lmforge.serving.alerts import AlertMonitor
 from lmforge.serving.api import ERRORS, ApiError, Caller, Service, install_errors, require_key, service_of
@@ -47,6 +48,7 @@ from lmforge.serving.engine import Engine, RequestTimeout
 from lmforge.serving.logs import Transcript, mask_handlers
 from lmforge.serving.metrics import Metrics
 from lmforge.serving.middleware import ServiceMiddleware
+from lmforge.serving.privacy import mask_pii
 
 _END = object()
 router = APIRouter()
@@ -121,6 +123,40 @@ async def generate(body: schemas.GenerateRequest, request: Request,
     text = (await service.run("generate", [body.prompt], model, options=body.options()))[0]
     service.store(request, {"route": "generate", "model": model, "inputs": [body.prompt], "outputs": [text]})
     return schemas.GenerateResponse(model=model, version=service.version(model), text=text)
+
+
+@router.post("/v1/explain", response_model=schemas.ExplainResponse, response_model_exclude_none=True, tags=["inference"],
+             responses=ERRORS)
+async def explain(body: schemas.ExplainRequest, request: Request,
+                  caller: Annotated[Caller, Depends(require_key("explain"))]) -> schemas.ExplainResponse:
+    """Word attributions of a classifier's prediction (integrated gradients or occlusion), or a language model's token log-probabilities."""
+    service = service_of(request)
+    slot = service.engine.slots.get(body.model or service.engine.default_model)
+    model = service.model_for(request, caller, body.model, "classify" if slot and "classify" in slot.operations else "generate")
+    service.check_texts(body.texts, "texts")
+    explainer = _explainer(service, model)
+    texts = [mask_pii(t, service.config.privacy.kinds) for t in body.texts] if service.config.privacy.redact_inputs else body.texts
+    timeout = service.config.server.request_timeout_s
+    try:
+        if explainer.mode == "generator":
+            rows = await asyncio.wait_for(asyncio.to_thread(explainer.logprobs, texts), timeout)
+            return schemas.ExplainResponse(model=model, version=service.version(model), kind="logprobs",
+                                           logprobs=[r.to_dict() for r in rows])
+        rows = await asyncio.wait_for(asyncio.to_thread(explainer.explain, texts, body.method, body.target, body.steps), timeout)
+    except asyncio.TimeoutError:
+        raise RequestTimeout(f"no explanation within {timeout:g} s; send fewer texts or use method occlusion") from None
+    return schemas.ExplainResponse(model=model, version=service.version(model), kind="attributions",
+                                   explanations=[r.to_dict() for r in rows])
+
+
+def _explainer(service: Service, model: str) -> Explainer:
+    """The explainer of the served version of ``model``, made once per version (a reload makes a new one)."""
+    slot = service.engine.slots[model]
+    cache = service.extra.setdefault("explainers", {})
+    key = (model, slot.version, id(slot.artifact))
+    if key not in cache:
+        cache[key] = Explainer(slot.artifact)
+    return cache[key]
 
 
 async def _events(service: Service, request: Request, model: str, body: schemas.GenerateRequest) -> AsyncIterator[str]:

@@ -8,7 +8,7 @@ the field, e.g. ``texts[3]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -101,6 +101,45 @@ class GenerateResponse(BaseModel):
     model: str
     version: str | None = None
     text: str
+
+
+class ExplainRequest(Request):
+    model: str | None = _MODEL
+    texts: list[str] = Field(min_length=1, description="Texts to explain.", examples=[["The service was excellent."]])
+    method: Literal["ig", "occlusion"] = Field("ig", description="Classifiers: integrated gradients (ig) or occlusion.")
+    target: str | None = Field(None, description="Class whose probability is explained; the predicted one when omitted.")
+    steps: int = Field(50, ge=1, le=500, description="Integrated gradients' path steps.")
+
+
+class WordAttribution(BaseModel):
+    """One text's word attributions: positive scores support ``label``, negative ones speak against it."""
+
+    text: str
+    words: list[str]
+    offsets: list[tuple[int, int]] = Field(description="(start, end) character offsets of each word in text.")
+    scores: list[float]
+    target: int
+    label: str
+    probability: float = Field(description="The model's probability of label for the text.")
+    method: str
+    delta: float | None = Field(None, description="Integrated gradients' completeness gap.")
+
+
+class TokenLogprobs(BaseModel):
+    """One text's tokens and the log-probability the language model gives each (none for the first)."""
+
+    text: str
+    tokens: list[str]
+    logprobs: list[float | None]
+    mean_logprob: float | None = None
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    version: str | None = None
+    kind: Literal["attributions", "logprobs"] = Field(description="attributions for classifiers, logprobs for language models.")
+    explanations: list[WordAttribution] | None = None
+    logprobs: list[TokenLogprobs] | None = None
 
 
 class ModelInfo(BaseModel):

@@ -28,7 +28,7 @@ from lmforge.errors import LmforgeError
 from lmforge.training.adaptive import resolve_auto
 from lmforge.training.checkpoint import Checkpointer, TrainState, load_weights, save_weights
 from lmforge.training.hooks import Hook, LossFn, StepContext, eval_weights
-from lmforge.training.loggers import MetricsLogger, progress_bar
+from lmforge.training.loggers import MetricsLogger, Tracking, progress_bar
 from lmforge.training.optim import build_optimizer, build_scheduler
 from lmforge.training.precision import resolve_precision
 
@@ -96,7 +96,7 @@ class Loop:
 
     def __init__(self, model: nn.Module, source: BatchSource, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                  evaluate: Callable[[nn.Module], dict[str, Any]] | None, metric: str, mode: str,
-                 hooks: list[Hook], accelerator: Any, tensorboard: bool) -> None:
+                 hooks: list[Hook], accelerator: Any, tensorboard: bool, tracking: Tracking | None = None) -> None:
         self.cfg, self.source, self.loss_fn, self.evaluate_fn = cfg, source, loss_fn, evaluate
         self.metric, self.mode, self.hooks, self.acc, self.run_dir = metric, mode, hooks, accelerator, run_dir
         self.state = TrainState()
@@ -108,7 +108,7 @@ class Loop:
         accelerator.register_for_checkpointing(self.scheduler, self.state, *hooks)
         self.ckpt = Checkpointer(run_dir / "checkpoints", accelerator, cfg.keep_checkpoints)
         self.best_path = run_dir / "checkpoints" / "best" / "model.safetensors"
-        self.logger = MetricsLogger(run_dir, tensorboard, enabled=accelerator.is_main_process)
+        self.logger = MetricsLogger(run_dir, tensorboard, enabled=accelerator.is_main_process, tracking=tracking)
         self.history: list[dict[str, Any]] = []
         self._accum = cfg.grad_accum
         self._window = {"loss": 0.0, "n": 0, "samples": 0, "t": time.perf_counter()}
@@ -288,7 +288,7 @@ def _read_evals(path: Path) -> list[dict[str, Any]]:
 def fit(model: nn.Module, source: BatchSource, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path, *,
         evaluate: Callable[[nn.Module], dict[str, Any]] | None = None, metric: str = "loss", mode: str = "min",
         hooks: list[Hook] | None = None, resume: bool | Path = False, accelerator: Any = None,
-        tensorboard: bool = True) -> FitResult:
+        tensorboard: bool = True, tracking: Tracking | None = None) -> FitResult:
     """Train ``model`` on ``source`` and return the result.
 
     Args:
@@ -303,7 +303,8 @@ def fit(model: nn.Module, source: BatchSource, loss_fn: LossFn, cfg: TrainConfig
         hooks: Plug-ins (extra objectives, adversarial training, EMA...).
         resume: True for the newest checkpoint of ``run_dir``, or a checkpoint path.
         accelerator: An existing ``Accelerator``; one is made from ``cfg`` when absent.
-        tensorboard: Write TensorBoard event files.
+        tensorboard: Write TensorBoard event files (when ``tracking`` is None).
+        tracking: Trackers (TensorBoard, W&B, MLflow) and the resolved config they store; overrides ``tensorboard``.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -311,7 +312,7 @@ def fit(model: nn.Module, source: BatchSource, loss_fn: LossFn, cfg: TrainConfig
         labels = getattr(getattr(model, "config", None), "num_labels", None)
         cfg = resolve_auto(cfg, source.num_batches(0) * cfg.batch_size, labels)
     acc = accelerator or make_accelerator(cfg)
-    loop = Loop(model, source, loss_fn, cfg, run_dir, evaluate, metric, mode, list(hooks or []), acc, tensorboard)
+    loop = Loop(model, source, loss_fn, cfg, run_dir, evaluate, metric, mode, list(hooks or []), acc, tensorboard, tracking)
     if resume:
         loop.resume(resume if isinstance(resume, Path) else None)
     loop.model.train()
