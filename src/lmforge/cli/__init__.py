@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from lmforge import __version__
-from lmforge.cli import apps, compress, info, serve, train, use
+from lmforge.cli import apps, compress, info, serve, studio, train, use
 from lmforge.errors import LmforgeError
 from lmforge.logs import setup_logging
 
@@ -36,6 +36,7 @@ VERBS: dict[str, Verb] = {
     "compress": (compress.add_compress, compress.run_compress),
     "bench": (compress.add_bench, compress.run_bench),
     "app": (apps.add_app, apps.run_app),
+    "studio": (studio.add_studio, studio.run_studio),
 }
 
 
