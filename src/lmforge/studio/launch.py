@@ -89,7 +89,8 @@ class Job:
 
 def log_tail(text: str, lines: int = TAIL_LINES) -> list[str]:
     """The last ``lines`` lines of a log, each progress-bar line shown as its latest state (after its last carriage return)."""
-    rows = [line.rstrip("\r").split("\r")[-1] for line in text.splitlines()]
+    # split("\n"), not splitlines(): a progress bar redraws itself with carriage returns inside one line.
+    rows = [line.rstrip("\r").split("\r")[-1] for line in text.rstrip("\n").split("\n")]
     return rows[-lines:]
 
 
