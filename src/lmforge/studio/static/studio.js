@@ -245,7 +245,9 @@ function initLaunch() {
   if (!form) return;
   let timer = null, polling = null;
   const preview = async () => {
-    try { $("launch-yaml").textContent = (await api("/api/launch/preview", formBody(form))).yaml; showError($("launch-error"), null); }
+    const body = formBody(form);
+    if (!body.fields["data.train"]) { $("launch-yaml").textContent = "name the training data to see the config"; return; }
+    try { $("launch-yaml").textContent = (await api("/api/launch/preview", body)).yaml; showError($("launch-error"), null); }
     catch (e) { showError($("launch-error"), e); }
   };
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(preview, 300); });
