@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from lmforge import __version__
-from lmforge.cli import apps, compress, info, safety, serve, train, use
+from lmforge.cli import apps, compress, info, safety, serve, studio, train, use
 from lmforge.errors import LmforgeError
 from lmforge.logs import setup_logging
 
@@ -38,6 +38,7 @@ VERBS: dict[str, Verb] = {
     "app": (apps.add_app, apps.run_app),
     "explain": (safety.add_explain, safety.run_explain),
     "audit": (safety.add_audit, safety.run_audit),
+    "studio": (studio.add_studio, studio.run_studio),
 }
 
 
