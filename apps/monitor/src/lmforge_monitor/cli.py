@@ -53,7 +53,7 @@ def build_monitor(cfg: MonitorConfig, scorer: sentiment.Scorer | None = None) ->
     """A monitor with the configured store and watchlist (the model trained first if needed)."""
     watchlist = Watchlist.from_yaml(cfg.path(cfg.paths.watchlist))
     if scorer is None:
-        scorer = sentiment.Scorer.from_run(sentiment.ensure_model(cfg), cfg.model.batch)
+        scorer = sentiment.Scorer.from_run(sentiment.ensure_model(cfg), cfg.model.batch, cfg.model.precision)
     return Monitor(cfg, scorer, watchlist)
 
 

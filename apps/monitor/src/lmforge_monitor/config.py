@@ -33,6 +33,7 @@ class ModelConfig(Section):
     test_share: float = Field(0.2, gt=0, lt=0.5, description="Share of the PhraseBank held out (grouped by sentence, stratified).")
     seed: int = Field(0, description="Seed of the split and the training run.")
     batch: int = Field(64, ge=1, description="Sentences scored per model call when ingesting.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Scoring precision; auto: bf16 where the CPU has AMX tiles.")
 
 
 class StoreConfig(Section):

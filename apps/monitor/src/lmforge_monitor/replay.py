@@ -48,10 +48,14 @@ def _event_time(raw: Raw) -> int | None:
 
 
 def ordered(records: list[Raw]) -> list[tuple[int | None, Raw]]:
-    """Records sorted by event time; one without a usable time keeps the time of the record before it."""
-    keyed, last = [], 0
+    """Records sorted by event time; one without a usable time keeps the time of the record before it.
+
+    A time in the future (which the ingest rejects) counts as no time, so it does not hold the replay up.
+    """
+    keyed, last, future = [], 0, time.time() + 86400
     for raw in records:
         ts = _event_time(raw)
+        ts = None if ts is not None and ts > future else ts
         last = ts if ts is not None else last
         keyed.append((last, ts, raw))
     keyed.sort(key=lambda k: k[0])
@@ -59,7 +63,8 @@ def ordered(records: list[Raw]) -> list[tuple[int | None, Raw]]:
 
 
 def replay(monitor: Monitor, path: Path, speed: float = float("inf"), batch: int = 128,
-           sleep: Callable[[float], None] = time.sleep, progress: Callable[[int, int, BatchResult], None] | None = None) -> BatchResult:
+           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+           progress: Callable[[int, int, BatchResult], None] | None = None) -> BatchResult:
     """Ingest ``path`` in event-time order, ``speed`` times faster than it happened; resumes a replay cut short."""
     stream = ordered(list(read_any(path)))
     key = f"replay:{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
@@ -69,15 +74,15 @@ def replay(monitor: Monitor, path: Path, speed: float = float("inf"), batch: int
         log.info("resuming the replay of %s at record %d of %d", path, pos, len(stream))
     total = BatchResult()
     first = next((ts for ts, _ in stream[pos:] if ts is not None), None)
-    started = time.monotonic()
+    started = clock()
     while pos < len(stream):
         chunk = stream[pos:pos + batch]
         if first is not None and speed != float("inf"):
             # A batch spans at most one wall-clock second of the replay, so alerts fire at their replayed moment.
-            horizon = first + (time.monotonic() - started + 1.0) * speed
+            horizon = first + (clock() - started + 1.0) * speed
             chunk = chunk[:next((i for i, c in enumerate(chunk) if i and c[0] is not None and c[0] > horizon), len(chunk))]
             last = max((ts for ts, _ in chunk if ts is not None), default=first)
-            wait = (last - first) / speed - (time.monotonic() - started)
+            wait = (last - first) / speed - (clock() - started)
             if wait > 0:
                 sleep(wait)
         result = monitor.ingest([raw for _, raw in chunk], state=(key, pos + len(chunk)))

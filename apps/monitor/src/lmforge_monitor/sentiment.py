@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import lmforge
+import torch
+from lmforge.devices import cpu_has_fast_bf16
 from lmforge.errors import DataError
 from sklearn.model_selection import train_test_split
 
@@ -140,9 +142,11 @@ class Scorer:
         self.batch = batch
 
     @classmethod
-    def from_run(cls, path: Path, batch: int = 64) -> Scorer:
-        """A scorer over ``lmforge.load(path)``."""
+    def from_run(cls, path: Path, batch: int = 64, precision: str = "auto") -> Scorer:
+        """A scorer over ``lmforge.load(path)``; ``auto`` runs in bf16 on CPUs with AMX tiles (several times faster there)."""
         model = lmforge.load(str(path), device="cpu")
+        if precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()):
+            model.model.to(torch.bfloat16)
 
         def predict(texts: list[str]) -> list[Score]:
             out = []
