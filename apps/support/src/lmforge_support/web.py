@@ -26,6 +26,9 @@ from lmforge_support.store import DuplicateMessage, Store
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGES = {"": "chat.html", "agent": "agent.html", "analytics": "analytics.html"}
+# Module level: FastAPI resolves these annotations by name (the module uses postponed annotations).
+CustomerKey = Annotated[Caller, Depends(require_key("support"))]
+AgentKey = Annotated[Caller, Depends(require_key("support-agent"))]
 WAITING = "A person from our team has your conversation and will answer here."
 
 
@@ -114,11 +117,9 @@ def assistant_of(request: Request) -> Assistant:
 def api_router() -> APIRouter:
     """The ``/v1/support`` routes."""
     router = APIRouter(prefix="/v1/support", tags=["support"])
-    customer = Annotated[Caller, Depends(require_key("support"))]
-    agent = Annotated[Caller, Depends(require_key("support-agent"))]
 
     @router.post("/conversations")
-    async def start(body: NewConversation, request: Request, _: customer) -> dict[str, Any]:
+    async def start(body: NewConversation, request: Request, _: CustomerKey) -> dict[str, Any]:
         """Start a conversation; its id is the only handle on it."""
         conv = assistant_of(request).store.create(body.language)
         hello = "您好！我是Larkspur银行的助手，请问有什么可以帮您？" if body.language == "zh" else \
@@ -126,17 +127,17 @@ def api_router() -> APIRouter:
         return {"conversation_id": conv.id, "greeting": hello}
 
     @router.post("/conversations/{conversation_id}/messages")
-    async def message(conversation_id: str, body: Message, request: Request, _: customer) -> dict[str, Any]:
+    async def message(conversation_id: str, body: Message, request: Request, _: CustomerKey) -> dict[str, Any]:
         """Send a message; the bot's reply (or a note that a person has the conversation)."""
         return await asyncio.to_thread(assistant_of(request).message, conversation_id, body.text, body.message_id)
 
     @router.get("/conversations/{conversation_id}")
-    async def transcript(conversation_id: str, request: Request, _: customer) -> dict[str, Any]:
+    async def transcript(conversation_id: str, request: Request, _: CustomerKey) -> dict[str, Any]:
         """The conversation's turns (customer, bot and agent)."""
         return assistant_of(request).transcript(conversation_id)
 
     @router.post("/conversations/{conversation_id}/feedback")
-    async def feedback(conversation_id: str, body: Feedback, request: Request, _: customer) -> dict[str, Any]:
+    async def feedback(conversation_id: str, body: Feedback, request: Request, _: CustomerKey) -> dict[str, Any]:
         """Thumbs up or down on one bot turn of this conversation."""
         a = assistant_of(request)
         a.conversation(conversation_id)
@@ -145,17 +146,17 @@ def api_router() -> APIRouter:
         return {"ok": True}
 
     @router.get("/queue")
-    async def queue(request: Request, _: agent) -> dict[str, Any]:
+    async def queue(request: Request, _: AgentKey) -> dict[str, Any]:
         """Conversations waiting for (or with) a person."""
         return {"conversations": assistant_of(request).store.queue()}
 
     @router.get("/agent/conversations/{conversation_id}")
-    async def agent_transcript(conversation_id: str, request: Request, _: agent) -> dict[str, Any]:
+    async def agent_transcript(conversation_id: str, request: Request, _: AgentKey) -> dict[str, Any]:
         """Any conversation's transcript, for the agent."""
         return assistant_of(request).transcript(conversation_id)
 
     @router.post("/agent/conversations/{conversation_id}/reply")
-    async def reply(conversation_id: str, body: AgentMessage, request: Request, _: agent) -> dict[str, Any]:
+    async def reply(conversation_id: str, body: AgentMessage, request: Request, _: AgentKey) -> dict[str, Any]:
         """The agent answers the customer."""
         a = assistant_of(request)
         a.conversation(conversation_id)
@@ -163,7 +164,7 @@ def api_router() -> APIRouter:
         return {"turn_id": turn.id}
 
     @router.post("/agent/conversations/{conversation_id}/close")
-    async def close(conversation_id: str, request: Request, _: agent) -> dict[str, Any]:
+    async def close(conversation_id: str, request: Request, _: AgentKey) -> dict[str, Any]:
         """Close the conversation."""
         a = assistant_of(request)
         a.conversation(conversation_id)
@@ -171,13 +172,13 @@ def api_router() -> APIRouter:
         return {"ok": True}
 
     @router.get("/analytics")
-    async def stats(request: Request, _: agent) -> dict[str, Any]:
+    async def stats(request: Request, _: AgentKey) -> dict[str, Any]:
         """Containment, fallback and handoff rates, intents, feedback by day, unsure examples."""
         a = assistant_of(request)
         return analytics.summary(a.store, a.bot.cfg.confident)
 
     @router.get("/export.csv")
-    async def export(request: Request, _: agent) -> Response:
+    async def export(request: Request, _: AgentKey) -> Response:
         """Unsure and thumbs-down customer messages as CSV, to label and retrain with."""
         a = assistant_of(request)
         return Response(analytics.export_csv(a.store, a.bot.cfg.confident), media_type="text/csv",
