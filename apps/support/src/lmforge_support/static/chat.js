@@ -18,7 +18,7 @@ function show(role, text, turn) {
   }
   if (turn && turn.turn_id && role === "bot") {
     const meta = el("div", "meta", turn.intent ? turn.intent + " · " + Math.round((turn.confidence || 0) * 100) + "% " : "");
-    [["up", 1, "👍"], ["down", -1, "👎"]].forEach(([name, value, face]) => {
+    [["up", 1, "▲ helpful"], ["down", -1, "▼ not helpful"]].forEach(([name, value, face]) => {
       const b = el("button", "thumb-" + name, face);
       b.type = "button";
       b.title = "thumbs " + name;
