@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from lmforge.config import DataConfig
 from scipy.special import softmax
 
 from lmforge_support import evaluation, intents
@@ -67,3 +69,33 @@ def test_support_trained_run_beats_tfidf_on_held_out_rows() -> None:
     figures = evaluation.intent_figures(model, rows)
     assert figures["mixed"]["accuracy"] >= figures["tfidf"]["accuracy"]
     assert model.classify("I still have not received my new card").label == "card_arrival"
+
+
+class FakeArtifact:
+    """Scores that favour the right label of a synthetic text ('... of b' -> b), a little too sharply."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.labels = type("Labels", (), {"names": names})()
+        self.data = DataConfig()
+
+    def scores(self, examples, targets=None, batch_size=64) -> np.ndarray:
+        out = np.zeros((len(examples.texts), len(self.labels.names)))
+        for i, text in enumerate(examples.texts):
+            right = self.labels.names.index(text.rsplit(" ", 1)[-1])
+            out[i, right if i % 5 else (right + 1) % len(out[i])] = 8.0  # every fifth row confidently wrong
+        return out
+
+
+def test_support_calibration_is_fitted_once_and_read_back(tmp_path: Path) -> None:
+    names = ["a", "b", "c"]
+    rows = [(f"row {i} of {y}", y) for y in names for i in range(30)]
+    train, val = intents.write_rows(tmp_path / "train.csv", rows), intents.write_rows(tmp_path / "val.csv", rows[::3])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": {"train": str(train), "validation": str(val)}}), encoding="utf-8")
+    model = intents.IntentModel(FakeArtifact(names))
+    model.calibrate(tmp_path, IntentsConfig())
+    assert model.temperature > 1.0 and (tmp_path / intents.CALIBRATION).is_file()
+    again = intents.IntentModel(FakeArtifact(names))
+    again.calibrate(tmp_path, IntentsConfig())
+    assert again.temperature == model.temperature and again.weight == model.weight
+    result = again.classify("row 3 of b")
+    assert result.label == "b" and 0 < result.confidence <= 1

@@ -66,7 +66,8 @@ def serve(cfg: SupportConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lmforge app support``."""
     parser = argparse.ArgumentParser(prog="lmforge app support", description="Customer-service assistant on lmforge.")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config.yaml (default: the packaged one)")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else None,
+                        help="config.yaml (default: apps/support/config.yaml of a source checkout, else the built-in defaults)")
     parser.add_argument("command", nargs="?", default="serve", choices=("serve", "train", "export"),
                         help="serve (default; trains first when needed), train, or export the CSV of turns to label")
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings over the config")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
+from scipy.special import logsumexp, softmax
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from lmforge_support.intents import IntentModel
@@ -55,8 +55,7 @@ def oos_auroc(model: IntentModel, rows: Sequence[tuple[str, str]]) -> dict[str, 
         return {"max_prob": float("nan"), "energy": float("nan"), "unknown_rows": int(unknown.sum())}
     logits = model.logits(texts)
     max_prob = model.mix(logits, model.tfidf_probs(texts)).max(1)
-    energy = model.temperature * np.log(np.exp(logits / model.temperature - (logits / model.temperature).max(1, keepdims=True)).sum(1)) \
-        + (logits / model.temperature).max(1) * model.temperature
+    energy = model.temperature * logsumexp(logits / model.temperature, axis=1)  # (N,) high = in scope
     plain = softmax(logits, axis=1).max(1)
     # Low confidence or low energy means unknown: score = minus each.
     return {"max_prob": float(roc_auc_score(unknown, -max_prob)), "energy": float(roc_auc_score(unknown, -energy)),

@@ -19,6 +19,7 @@ from typing import Any
 
 import lmforge
 import numpy as np
+import yaml
 from lmforge import artifacts
 from lmforge.errors import DataError
 from lmforge.evaluation.baselines import fit_tfidf_logreg
@@ -205,19 +206,29 @@ class IntentModel:
         return IntentResult([(self.labels[i], float(p[i])) for i in order])
 
     def calibrate(self, folder: Path, cfg: IntentsConfig) -> None:
-        """Fit (or read back) the temperature and the TF-IDF mix on the run's validation rows."""
+        """Fit (or read back) the temperature and the TF-IDF mix on the run's validation rows.
+
+        The run's ``config.yaml`` names its training and validation files; a run without a validation
+        file keeps temperature 1 and no TF-IDF share.
+        """
         saved, pipe_file = folder / CALIBRATION, folder / TFIDF
-        split_dir = Path(json.loads((folder / "model" / "lmforge.json").read_text(encoding="utf-8"))["data"]["train"]).parent
         if saved.is_file() and pipe_file.is_file():
             values = json.loads(saved.read_text(encoding="utf-8"))
             with pipe_file.open("rb") as f:
                 self.tfidf = pickle.load(f)  # written by this class into the run folder, never user input
             self.temperature, self.weight = values["temperature"], values["weight"]
             return
-        train_rows, val_rows = read_rows(split_dir / "train.csv"), read_rows(split_dir / "validation.csv")
+        data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {}) \
+            if (folder / "config.yaml").is_file() else {}
+        if not data.get("train") or not data.get("validation"):
+            log.warning("%s names no training and validation files: no temperature scaling and no TF-IDF mix", folder)
+            return
+        train_rows, val_rows = read_rows(data["train"]), read_rows(data["validation"])
         val_rows = [r for r in val_rows if r[1] in self.labels]
-        self.tfidf = fit_tfidf_logreg([t for t, _ in train_rows], [y for _, y in train_rows], seed=cfg.seed)
-        texts, targets = [t for t, _ in val_rows], np.asarray([self.labels.index(y) for _, y in val_rows])
+        texts = [t for t, _ in val_rows]
+        self.tfidf = fit_tfidf_logreg([t for t, _ in train_rows], [y for _, y in train_rows], seed=cfg.seed,
+                                      validation=(texts, [y for _, y in val_rows]))
+        targets = np.asarray([self.labels.index(y) for _, y in val_rows])
         logits = self.logits(texts)
         self.temperature = fit_temperature(logits, targets)
         tfidf = self.tfidf_probs(texts)
