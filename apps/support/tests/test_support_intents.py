@@ -81,8 +81,9 @@ class FakeArtifact:
     def scores(self, examples, targets=None, batch_size=64) -> np.ndarray:
         out = np.zeros((len(examples.texts), len(self.labels.names)))
         for i, text in enumerate(examples.texts):
-            right = self.labels.names.index(text.rsplit(" ", 1)[-1])
-            out[i, right if i % 5 else (right + 1) % len(out[i])] = 8.0  # every fifth row confidently wrong
+            _, number, _, label = text.split()
+            right = self.labels.names.index(label)
+            out[i, right if int(number) % 5 else (right + 1) % len(out[i])] = 8.0  # every fifth row confidently wrong
         return out
 
 
