@@ -1,6 +1,6 @@
 """The customer-service assistant (apps/support): intents, out-of-scope detection, scripted dialogues and turn latency.
 
-    PYTHONPATH=src python benchmarks/support_bot.py [--test FILE] [--config apps/support/config.yaml] [--passes 3]
+    PYTHONPATH=src python benchmarks/support_bot.py [--test FILE] [--config apps/support/config.yaml] [--passes 3] [key=value ...]
 
 - intent accuracy and macro-F1 on ``--test`` (any BANKING77-format CSV), by default the stratified 20% the
   application holds out of ``banking77/train.csv`` (seed 0); the TF-IDF + logistic regression baseline on the
@@ -113,9 +113,10 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "apps" / "support" / "config.yaml"), help="the application's config")
     parser.add_argument("--test", help="BANKING77-format CSV to score (default: the application's held-out 20%)")
     parser.add_argument("--passes", type=int, default=3, help="passes over the scripted dialogues for the latency figures")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value settings over the config (intents.data=PATH)")
     args = parser.parse_args()
     setup_logging()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides)
     run = intents.train(cfg.intents, cfg.home)
     model = intents.IntentModel.open(cfg, run)
     rows = intents.read_rows(args.test) if args.test else intents.read_rows(cfg.home / "splits" / "intents" / "test.csv")
