@@ -26,7 +26,7 @@ class IntentsConfig(Section):
     validation_share: float = Field(0.1, gt=0, lt=0.5, description="Share of the rest held out for checkpoint choice and temperature.")
     seed: int = Field(0, description="Seed of the splits and of the held-out intents.")
     model: str = Field("minilm-l6", description="Zoo name, folder or run to fine-tune.")
-    epochs: float = Field(6, gt=0, description="Passes over the training rows.")
+    epochs: float = Field(3, gt=0, description="Passes over the training rows.")
     lr: float = Field(1e-4, gt=0, description="Peak learning rate of the encoder.")
     batch_size: int = Field(32, ge=1, description="Examples per step.")
     max_length: int = Field(64, ge=8, description="Longest message in tokens (BANKING77 messages are short).")
@@ -34,7 +34,7 @@ class IntentsConfig(Section):
     tfidf_weight: Literal["auto"] | float = Field("auto",
         description="Weight of the TF-IDF + logistic regression probabilities mixed into the model's; 'auto' picks it on validation.")
     oos_intents: int = Field(10, ge=1, description="Intents held out of the second, smaller run that measures out-of-scope detection.")
-    oos_epochs: float = Field(3, gt=0, description="Epochs of that run.")
+    oos_epochs: float = Field(1, gt=0, description="Epochs of that run.")
     run: str | None = Field(None, description="An already trained intent run to use instead of training one.")
 
 
