@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet -e apps/monitor
+	$(BIN)/python -m pip install --quiet -e apps/support
 	touch $@
 
 demo: $(STAMP)

@@ -1,0 +1,5 @@
+import sys
+
+from lmforge_support.cli import main
+
+sys.exit(main())
