@@ -127,12 +127,15 @@ class ALS:
             self.model.fit(seen.astype(np.float32).tocsr(), show_progress=False)
         return self
 
-    def score(self, history: sp.csr_matrix) -> np.ndarray:
-        """Fold each history in (one exact least-squares step for its user factors) and score all items (B, I)."""
+    def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        """User factors (B, F) of history rows (B, I): one exact least-squares step against the item factors."""
         history = sp.csr_matrix(history, dtype=np.float32)
         with threadpool_limits(1, "blas"):
-            users = self.model.recalculate_user(np.arange(history.shape[0]), history)  # (B, F)
-        return users @ self.model.item_factors.T
+            return np.asarray(self.model.recalculate_user(np.arange(history.shape[0]), history))
+
+    def score(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores (B, I) of the folded-in users against all items."""
+        return self.fold_in(history) @ self.item_factors.T
 
     @property
     def item_factors(self) -> np.ndarray:

@@ -6,6 +6,12 @@ concatenated file, and guessing which copy is right would change the results sil
 item ids absent from the catalogue are skipped and counted (one warning names the first line):
 MovieLens 100K itself rates item 267, whose ``u.item`` row is missing, and an item that has no
 title cannot be shown or embedded. Blank lines are skipped.
+
+Some copies of ``u.item`` went through a date parser that replaced month abbreviations inside
+titles by their numbers (``Night03e on Elm Street`` for *Nightmare*, ``12eiver`` for *Deceiver*).
+``load_items`` puts them back and logs how many titles it repaired: a two-digit month number
+(01-12) glued to a letter is never part of a real MovieLens title, while ordinals (``12th``) are
+left alone.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from lmforge.errors import DataError
 
 log = logging.getLogger("lmforge.recommend")
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBER = re.compile(r"(?:(?<=[A-Za-z])|(?=\d\d[a-z]))(0[1-9]|1[0-2])(?!(?:st|nd|rd|th)\b)(?!\d)")
 _ENCODING = "latin-1"  # MovieLens 100K files are Latin-1 (accented titles); ASCII files read the same
 
 
@@ -105,8 +113,13 @@ def load_genres(path: str | Path) -> list[str]:
     return [name for _, name in sorted(pairs)]
 
 
-def load_items(path: str | Path, genre_names: list[str]) -> Catalogue:
+def load_items(path: str | Path, genre_names: list[str], repair: bool = True) -> Catalogue:
     """The catalogue of ``u.item``: ``id|title|release date|video date|URL|`` then one 0/1 flag per genre.
+
+    Args:
+        path: The file.
+        genre_names: Names of the genre flags, in order (``load_genres``).
+        repair: Put back month names that a date parser turned into numbers inside titles.
 
     Raises:
         DataError: A line has the wrong field count, a non-numeric id or flag, or repeats an id.
@@ -131,8 +144,26 @@ def load_items(path: str | Path, genre_names: list[str]) -> Catalogue:
         flags.append([f == "1" for f in parts[5:]])
     if not ids:
         raise DataError(f"{path}: no items found; give a u.item-style file")
+    if repair:
+        fixed = [repair_title(t) for t in titles]
+        changed = [(a, b) for a, b in zip(titles, fixed) if a != b]
+        if changed:
+            log.warning("%s: repaired %d titles whose month names had been replaced by numbers (e.g. %r -> %r)",
+                        path, len(changed), *changed[0])
+        titles = fixed
     return Catalogue(np.asarray(ids, dtype=np.int64), titles, np.asarray(years, dtype=np.int64),
                      np.asarray(flags, dtype=bool).reshape(len(ids), len(genre_names)), list(genre_names))
+
+
+def repair_title(title: str) -> str:
+    """``title`` with month numbers glued to letters turned back into month names (``Night03e`` -> ``Nightmare``)."""
+
+    def month(match: re.Match[str]) -> str:
+        name = _MONTHS[int(match.group(1)) - 1]
+        inside_word = match.start() > 0 and title[match.start() - 1].isalpha()
+        return name.lower() if inside_word else name
+
+    return _MONTH_NUMBER.sub(month, title)
 
 
 def load_users(path: str | Path) -> dict[int, dict[str, object]]:
