@@ -118,8 +118,9 @@ class ALS:
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, iterations: int = 15, alpha: float = 1.0,
                  threads: int = 1, seed: int = 0) -> None:
-        self.model = AlternatingLeastSquares(factors=factors, regularization=regularization, iterations=iterations, alpha=alpha,
-                                             num_threads=threads, random_state=seed)
+        with threadpool_limits(1, "blas"):  # the constructor checks BLAS threads and warns unless they are limited
+            self.model = AlternatingLeastSquares(factors=factors, regularization=regularization, iterations=iterations, alpha=alpha,
+                                                 num_threads=threads, random_state=seed)
 
     def fit(self, seen: sp.csr_matrix) -> ALS:
         """Alternate user and item least-squares steps."""

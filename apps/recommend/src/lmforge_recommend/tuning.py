@@ -23,7 +23,7 @@ log = logging.getLogger("lmforge.recommend")
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "popularity": {},
     "itemknn": {"neighbours": [0, 50, 100, 200, 400]},
-    "ease": {"lam": [50, 100, 200, 500, 1000, 2000, 4000]},
+    "ease": {"lam": [50, 100, 200, 500, 1000, 2000, 4000, 8000, 16000]},
     "als": {"factors": [16, 32, 64, 128], "regularization": [0.01, 0.1, 1.0], "iterations": [10, 20], "alpha": [1.0, 5.0, 20.0]},
 }
 BUILDERS: dict[str, Callable[..., Model]] = {"popularity": Popularity, "itemknn": ItemKNN, "ease": EASE, "als": ALS}
