@@ -4,8 +4,10 @@ Protocol (fixed, so numbers compare): fit on ``--train``; for each user of ``--t
 ``ua.test`` format) rank every item the user did not rate in training; all their test items are
 relevant whatever the rating. NDCG@10 (binary gains, ideal DCG over min(10, #relevant)), HR@10 and
 catalogue coverage of the top-10 lists. Every setting (baselines' grids, the recency half-life,
-the ranker) is chosen on a validation carve-out of the training file: each user's last 10
-training ratings. Without ``--train``/``--test`` the split is built from the shared ``ua.base``:
+the ranker) is chosen on a validation carve-out of the training file, 10 ratings per user of the
+same kind as the test part: the last 10 by time when the test ratings follow the training ones in
+time, else 10 drawn at random (``--val auto`` decides from timestamps only; ``ua.test`` is cut in
+``u.data``'s file order, not by time). Without ``--train``/``--test`` the split is built from the shared ``ua.base``:
 each user's last 10 ratings by time (ties by item id) are the test part (``ua.test`` is held out).
 
 Cold start: 10% of the rated items (seeded) lose all their ratings; they are ranked from text
@@ -47,7 +49,7 @@ from lmforge_recommend.hybrid import HybridRanker, histories  # noqa: E402
 from lmforge_recommend.matrix import build, targets  # noqa: E402
 from lmforge_recommend.metrics import evaluate  # noqa: E402
 from lmforge_recommend.recommender import Recommender  # noqa: E402
-from lmforge_recommend.split import leave_last_n  # noqa: E402
+from lmforge_recommend.split import is_temporal, leave_last_n  # noqa: E402
 from lmforge_recommend.text import item_texts, text_scores  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -68,9 +70,9 @@ def load(args: argparse.Namespace) -> tuple[Catalogue, Ratings, Ratings]:
     return catalogue, train, test
 
 
-def baselines(train: Ratings, test: Ratings, catalogue: Catalogue, threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def baselines(train: Ratings, test: Ratings, catalogue: Catalogue, validation: str, threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each baseline tuned on the validation carve-out, refitted on ``train`` and scored on ``test``."""
-    searches = tuning.tune_baselines(train, catalogue, BASELINES, threads=threads)
+    searches = tuning.tune_baselines(train, catalogue, BASELINES, validation, threads=threads)
     inter = build(train, catalogue)
     rows, relevant = targets(test, inter)
     results, chosen = {}, {}
@@ -97,7 +99,7 @@ def ablations(train: Ratings, test: Ratings, catalogue: Catalogue, vectors: np.n
 
 
 def hybrids(train: Ratings, test: Ratings, catalogue: Catalogue, vectors: np.ndarray, titles: np.ndarray, signals: SignalConfig,
-            windows: int, seeds: list[int]) -> dict[str, Any]:
+            windows: int, validation: str, seeds: list[int]) -> dict[str, Any]:
     """The hybrid and its feature ablations, each for every seed (the first seed's run is the reported one)."""
     inter = build(train, catalogue)
     rows, relevant = targets(test, inter)
@@ -109,7 +111,8 @@ def hybrids(train: Ratings, test: Ratings, catalogue: Catalogue, vectors: np.nda
         for seed in seeds:
             config = replace(signals, als={**signals.als, "seed": seed})
             with timer() as t:
-                ranker = HybridRanker(catalogue, vectors, titles, config, features, windows=windows, seed=seed).fit(train)
+                ranker = HybridRanker(catalogue, vectors, titles, config, features, windows=windows, validation=validation,
+                                      seed=seed).fit(train)
             runs.append(evaluate(ranker.score_rows, rows, relevant, inter.seen) | {"fit_s": t["s"]})
         out[name] = runs[0] | {"seeds_ndcg10": [r["ndcg10"] for r in runs]}
         log(f"{name}: NDCG@10 {np.mean(out[name]['seeds_ndcg10']):.4f} over seeds {seeds}")
@@ -152,6 +155,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(SHARED / "ml-100k"), help="folder with u.item and u.genre (and ua.base for the dev split)")
     parser.add_argument("--cold-fraction", type=float, default=0.1, help="share of items held out for cold start")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the hybrid runs (the first is reported)")
+    parser.add_argument("--val", choices=["auto", "last", "random"], default="auto",
+                        help="validation carve-out: each user's last 10 training ratings, 10 random ones, "
+                             "or auto (last when the test follows training in time)")
     parser.add_argument("--threads", type=int, default=1, help="ALS fitting threads (1-2)")
     parser.add_argument("--out", type=Path, default=None, help="JSON result file (default: results/recommend.json for the dev split)")
     parser.add_argument("--plot", type=Path, default=None, help="NDCG@k plot (default: results/recommend_ndcg.png for the dev split)")
@@ -163,18 +169,21 @@ def main() -> None:
     start = time.perf_counter()
     catalogue, train, test = load(args)
     vectors, titles = embed_texts(item_texts(catalogue)), embed_texts(catalogue.titles)
-    base, chosen = baselines(train, test, catalogue, args.threads)
-    halflife = tuning.tune_halflife(train, catalogue, chosen["ease"]["params"]["lam"], HALFLIVES)
+    validation = args.val if args.val != "auto" else "last" if is_temporal(train, test) else "random"
+    log(f"validation carve-out: {validation} 10 ratings per user")
+    base, chosen = baselines(train, test, catalogue, validation, args.threads)
+    halflife = tuning.tune_halflife(train, catalogue, chosen["ease"]["params"]["lam"], HALFLIVES, validation)
     als = chosen["als"]["params"] | {"threads": args.threads}
     signals = SignalConfig(chosen["ease"]["params"]["lam"], als, chosen["itemknn"]["params"]["neighbours"], halflife.best["halflife"])
     extra = ablations(train, test, catalogue, vectors, signals)
-    hyb = hybrids(train, test, catalogue, vectors, titles, signals, windows=2, seeds=args.seeds)
+    hyb = hybrids(train, test, catalogue, vectors, titles, signals, windows=2, validation=validation, seeds=args.seeds)
     cold = cold_start(train, test, catalogue, vectors, als, args.cold_fraction, args.seeds[0])
     config = RecommendConfig(model=ModelConfig(ease_lambda=signals.ease_lambda, als=ALSConfig(**{k: als[k] for k in ALSConfig.model_fields}),
-                                               knn_neighbours=signals.knn_neighbours, halflife=signals.halflife))
+                                               knn_neighbours=signals.knn_neighbours, halflife=signals.halflife, validation=validation))
     recommender = Recommender(catalogue, train, config)
     timing = latency_ms(recommender) | scoring_backends(recommender, vectors)
     result = summarize(base, extra, hyb, cold, chosen, halflife, timing, dev, time.perf_counter() - start)
+    result["validation"] = f"{validation} 10 ratings per user of the training file"
     if png is not None:
         curves = {name: base[name]["ndcg_curve"] for name in BASELINES} | {"ease+recency": extra["ease_recency"]["ndcg_curve"],
                                                                          "hybrid": hyb["hybrid"]["ndcg_curve"]}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from lmforge.errors import DataError
 
 from lmforge_recommend.data import Ratings
-from lmforge_recommend.split import concat, holdout_items, leave_last_n, without_items
+from lmforge_recommend.split import carve, concat, holdout_items, is_temporal, leave_last_n, leave_random_n, without_items
 
 
 def ratings(rows: list[tuple[int, int, int]]) -> Ratings:
@@ -49,3 +51,16 @@ def test_holdout_items_seeded() -> None:
     assert len(a) == 10 and a.tolist() == b.tolist() and a.tolist() != c.tolist()
     rest, cold = without_items(r, a)
     assert set(cold.items.tolist()) == set(a.tolist()) and len(concat(rest, cold)) == 100
+
+
+def test_random_carve_out_and_temporal_check() -> None:
+    r = ratings([(u, i, 100 * u + i) for u in range(1, 4) for i in range(1, 13)])
+    train, test = leave_random_n(r, 3, seed=0)
+    assert np.bincount(test.users).tolist()[1:] == [3, 3, 3]
+    assert leave_random_n(r, 3, seed=0)[1].items.tolist() == test.items.tolist()
+    assert sorted(test.items.tolist()) != sorted(leave_last_n(r, 3)[1].items.tolist())
+    last_train, last_test = leave_last_n(r, 3)
+    assert is_temporal(last_train, last_test) and not is_temporal(train, test)
+    assert carve(r, "random", 3)[1].items.tolist() == test.items.tolist()
+    with pytest.raises(DataError, match="unknown validation carve-out 'middle'"):
+        carve(r, "middle")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from lmforge.errors import ConfigError
@@ -44,6 +44,7 @@ class ModelConfig(_Section):
     candidates: int = Field(100, ge=10, description="candidates per user that the ranker reorders")
     text_alpha: float = Field(10.0, gt=0, description="ridge strength of the text-to-ALS-factors map")
     windows: int = Field(2, ge=1, description="validation carve-outs (10 ratings per user each) the ranker learns from")
+    validation: Literal["last", "random"] = Field("last", description="carve each user's latest ratings (predict what comes next) or random ones")
     seed: int = Field(0, description="seed of the ranker and ALS")
 
 

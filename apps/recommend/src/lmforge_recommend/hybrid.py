@@ -1,9 +1,10 @@
 """The hybrid ranker: EASE proposes candidates, a gradient-boosted classifier reorders them from all signals.
 
 Fitting never looks at the test file. The training ratings are split once more (each user's
-last ``val_n`` ratings); the base models fitted on the rest give features for those validation
-ratings, which label the ranker's training rows. The base models are then refitted on all the
-training ratings, and the ranker reorders their candidates.
+last ``val_n`` ratings, or random ones when the task is not about what comes next); the base
+models fitted on the rest give features for those validation ratings, which label the ranker's
+training rows. The base models are then refitted on all the training ratings, and the ranker
+reorders their candidates.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from lmforge_recommend.data import Catalogue, Ratings
 from lmforge_recommend.features import FEATURES, SignalConfig, Signals
 from lmforge_recommend.matrix import Interactions, build, targets
-from lmforge_recommend.split import leave_last_n
+from lmforge_recommend.split import carve
 
 log = logging.getLogger("lmforge.recommend")
 
@@ -36,22 +37,25 @@ class HybridRanker:
         features: The features the ranker uses (a subset of ``FEATURES``, for ablations).
         val_n: Validation ratings carved from the end of each user's training history.
         windows: Validation carve-outs stacked for the ranker (each ``val_n`` ratings further back).
+        validation: ``"last"``: carve each user's latest ratings (the task is predicting what comes next);
+            ``"random"``: carve random ones (the test ratings are not the latest).
         seed: Seed of the classifier.
     """
 
     def __init__(self, catalogue: Catalogue, item_vectors: np.ndarray, title_vectors: np.ndarray, config: SignalConfig | None = None,
-                 features: Sequence[str] = FEATURES, val_n: int = 10, windows: int = 1, seed: int = 0) -> None:
+                 features: Sequence[str] = FEATURES, val_n: int = 10, windows: int = 1, validation: str = "last",
+                 seed: int = 0) -> None:
         self.catalogue, self.item_vectors, self.title_vectors = catalogue, item_vectors, title_vectors
         self.config = config or SignalConfig()
         self.columns = [FEATURES.index(name) for name in features]
-        self.val_n, self.windows, self.seed = val_n, windows, seed
+        self.val_n, self.windows, self.validation, self.seed = val_n, windows, validation, seed
 
     def fit(self, train: Ratings) -> HybridRanker:
         """Train the classifier on validation carve-outs of ``train``, then refit the base models on all of it."""
         feats, labels = [], []
         part = train
-        for _ in range(self.windows):
-            part, val = leave_last_n(part, self.val_n)
+        for window in range(self.windows):
+            part, val = carve(part, self.validation, self.val_n, seed=self.seed + window)
             x, y = self._examples(part, val)
             feats.append(x)
             labels.append(y)

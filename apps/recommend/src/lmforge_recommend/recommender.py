@@ -42,7 +42,7 @@ class Recommender:
         self.item_vectors = embed(item_texts(catalogue), m.text_model)  # (I, D)
         signals = SignalConfig(m.ease_lambda, m.als.model_dump() | {"seed": m.seed}, m.knn_neighbours, m.halflife, m.candidates, m.text_alpha)
         self.ranker = HybridRanker(catalogue, self.item_vectors, embed(catalogue.titles, m.text_model), signals,
-                                   windows=m.windows, seed=m.seed).fit(train)
+                                   windows=m.windows, validation=m.validation, seed=m.seed).fit(train)
         self.inter = self.ranker.inter
         counts = self.inter.item_popularity()
         self.warm = counts > 0  # (I,)

@@ -16,7 +16,7 @@ from lmforge_recommend.features import history_matrix
 from lmforge_recommend.hybrid import histories
 from lmforge_recommend.matrix import build, targets
 from lmforge_recommend.metrics import evaluate
-from lmforge_recommend.split import leave_last_n
+from lmforge_recommend.split import carve
 
 log = logging.getLogger("lmforge.recommend")
 
@@ -52,9 +52,11 @@ def make(name: str, params: dict[str, Any], threads: int = 1) -> Model:
     return BUILDERS[name](**params, threads=threads) if name == "als" else BUILDERS[name](**params)
 
 
-def tune_baselines(train: Ratings, catalogue: Catalogue, names: list[str], val_n: int = 10, threads: int = 1) -> dict[str, Search]:
-    """Grid-search each named baseline on the last ``val_n`` ratings per user of ``train``, fitted on the rest."""
-    part, val = leave_last_n(train, val_n)
+def tune_baselines(train: Ratings, catalogue: Catalogue, names: list[str], validation: str = "last", val_n: int = 10,
+                   threads: int = 1) -> dict[str, Search]:
+    """Grid-search each named baseline on ``val_n`` ratings per user of ``train`` (``validation``: the last or random
+    ones, see ``split.carve``), fitted on the rest."""
+    part, val = carve(train, validation, val_n)
     inter = build(part, catalogue)
     rows, relevant = targets(val, inter)
     out = {}
@@ -71,9 +73,10 @@ def tune_baselines(train: Ratings, catalogue: Catalogue, names: list[str], val_n
     return out
 
 
-def tune_halflife(train: Ratings, catalogue: Catalogue, lam: float, halflives: list[float], val_n: int = 10) -> Search:
+def tune_halflife(train: Ratings, catalogue: Catalogue, lam: float, halflives: list[float], validation: str = "last",
+                  val_n: int = 10) -> Search:
     """Validation NDCG@10 of EASE scored from recency-weighted histories, for each half-life (0 = no weighting)."""
-    part, val = leave_last_n(train, val_n)
+    part, val = carve(train, validation, val_n)
     inter = build(part, catalogue)
     rows, relevant = targets(val, inter)
     ease = EASE(lam).fit(inter.seen)
