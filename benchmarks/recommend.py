@@ -13,11 +13,12 @@ each user's last 10 ratings by time (ties by item id) are the test part (``ua.te
 Cold start: 10% of the rated items (seeded) lose all their ratings; they are ranked from text
 alone and compared with a genre-popularity prior (see ``lmforge_recommend.evaluation``).
 
-    PYTHONPATH=src python benchmarks/recommend.py                       # dev split from ua.base (~4 min on 2 cores)
+    PYTHONPATH=src python benchmarks/recommend.py                       # dev split from ua.base (~2 min on 2 cores)
+    PYTHONPATH=src python benchmarks/recommend.py --dev-split random    # 10 random ratings per user as the test part
     PYTHONPATH=src python benchmarks/recommend.py --train ua.base --test ua.test --out official.json
 
 Ends with one JSON line; the dev-split run is stored in benchmarks/results/recommend.json and
-its NDCG@k plot in benchmarks/results/recommend_ndcg.png.
+its NDCG@k plot in benchmarks/results/recommend_ndcg.png (``--dev-split random``: recommend_random_split.*).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from lmforge_recommend.hybrid import HybridRanker, histories  # noqa: E402
 from lmforge_recommend.matrix import build, targets  # noqa: E402
 from lmforge_recommend.metrics import evaluate  # noqa: E402
 from lmforge_recommend.recommender import Recommender  # noqa: E402
-from lmforge_recommend.split import is_temporal, leave_last_n  # noqa: E402
+from lmforge_recommend.split import is_temporal, leave_last_n, leave_random_n  # noqa: E402
 from lmforge_recommend.text import item_texts, text_scores  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -66,7 +67,8 @@ def load(args: argparse.Namespace) -> tuple[Catalogue, Ratings, Ratings]:
         return catalogue, load_ratings(args.train, known), load_ratings(args.test, known)
     if args.train or args.test:
         sys.exit("give both --train and --test, or neither (the dev split of ua.base)")
-    train, test = leave_last_n(load_ratings(folder / "ua.base", known), 10)
+    ratings = load_ratings(folder / "ua.base", known)
+    train, test = leave_last_n(ratings, 10) if args.dev_split == "last" else leave_random_n(ratings, 10, seed=0)
     return catalogue, train, test
 
 
@@ -153,6 +155,8 @@ def main() -> None:
     parser.add_argument("--train", help="training ratings (ua.base format); default: the dev split of the shared ua.base")
     parser.add_argument("--test", help="test ratings (ua.test format)")
     parser.add_argument("--data", default=str(SHARED / "ml-100k"), help="folder with u.item and u.genre (and ua.base for the dev split)")
+    parser.add_argument("--dev-split", choices=["last", "random"], default="last",
+                        help="without --train/--test: test on each user's last 10 ratings of ua.base, or on 10 random ones (seed 0)")
     parser.add_argument("--cold-fraction", type=float, default=0.1, help="share of items held out for cold start")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the hybrid runs (the first is reported)")
     parser.add_argument("--val", choices=["auto", "last", "random"], default="auto",
@@ -164,8 +168,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     dev = not args.train
-    out = args.out or (RESULTS / "recommend.json" if dev else None)
-    png = args.plot or (RESULTS / "recommend_ndcg.png" if dev else None)
+    stem = "recommend" if args.dev_split == "last" else "recommend_random_split"
+    out = args.out or (RESULTS / f"{stem}.json" if dev else None)
+    png = args.plot or (RESULTS / f"{stem}_ndcg.png" if dev else None)
     start = time.perf_counter()
     catalogue, train, test = load(args)
     vectors, titles = embed_texts(item_texts(catalogue)), embed_texts(catalogue.titles)
@@ -182,16 +187,16 @@ def main() -> None:
                                                knn_neighbours=signals.knn_neighbours, halflife=signals.halflife, validation=validation))
     recommender = Recommender(catalogue, train, config)
     timing = latency_ms(recommender) | scoring_backends(recommender, vectors)
-    result = summarize(base, extra, hyb, cold, chosen, halflife, timing, dev, time.perf_counter() - start)
+    result = summarize(base, extra, hyb, cold, chosen, halflife, timing, dev and args.dev_split, time.perf_counter() - start)
     result["validation"] = f"{validation} 10 ratings per user of the training file"
     if png is not None:
         curves = {name: base[name]["ndcg_curve"] for name in BASELINES} | {"ease+recency": extra["ease_recency"]["ndcg_curve"],
                                                                          "hybrid": hyb["hybrid"]["ndcg_curve"]}
-        plot(curves, png, "NDCG@k, dev split of ua.base (last 10 ratings per user)" if dev else f"NDCG@k, {Path(args.test).name}")
+        plot(curves, png, f"NDCG@k, dev split of ua.base ({args.dev_split} 10 ratings per user)" if dev else f"NDCG@k, {Path(args.test).name}")
     emit(result, out)
 
 
-def summarize(base: dict, extra: dict, hyb: dict, cold: dict, chosen: dict, halflife: Any, timing: dict, dev: bool, wall: float) -> dict:
+def summarize(base: dict, extra: dict, hyb: dict, cold: dict, chosen: dict, halflife: Any, timing: dict, dev: str | bool, wall: float) -> dict:
     """The JSON line: the fixed keys first, then every variant, the chosen settings and the timings."""
     best = max(base[name]["ndcg10"] for name in BASELINES)
     r4 = lambda x: round(float(x), 4)
@@ -202,7 +207,7 @@ def summarize(base: dict, extra: dict, hyb: dict, cold: dict, chosen: dict, half
         "cold_start_ndcg10": r4(cold["text"]["ndcg10"]), "cold_start_popularity_ndcg10": r4(cold["genre_popularity"]["ndcg10"]),
         "recommend_p99_ms": round(timing["recommend_p99_ms"], 2), "machine": machine(),
     }
-    result["split"] = "dev: last 10 ratings per user of ua.base" if dev else "given --train/--test"
+    result["split"] = f"dev: {dev} 10 ratings per user of ua.base" if dev else "given --train/--test"
     rows = {name: base[name] for name in BASELINES} | extra | hyb
     result["hr10"] = {k: r4(v["hr10"]) for k, v in rows.items()}
     result["coverage10"] = {k: round(v["coverage"], 3) for k, v in rows.items()}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 from lmforge.errors import DataError
 
-from lmforge_recommend.data import load_genres, load_items, load_ratings, repair_title
+from lmforge_recommend.data import load_genres, load_items, load_ratings, load_users, repair_title
+from lmforge_recommend.text import audience_texts, item_texts
 
 
 def write(path: Path, text: str) -> Path:
@@ -72,3 +75,15 @@ def test_item_errors(movie_dir: Path, tmp_path: Path) -> None:
 ])
 def test_repair_title(broken: str, fixed: str) -> None:
     assert repair_title(broken) == fixed
+
+
+def test_users_and_audience_texts(movie_dir: Path, tmp_path: Path) -> None:
+    users = load_users(write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F|writer|94043\n3|30|M|writer|1\n"))
+    assert users[2] == {"age": 53, "gender": "F", "occupation": "writer", "zip": "94043"}
+    with pytest.raises(DataError, match=r"u2\.user:1: age 'old' is not an integer"):
+        load_users(write(tmp_path / "u2.user", "1|old|M|x|1\n"))
+    cat = load_items(movie_dir / "u.item", load_genres(movie_dir / "u.genre"))
+    seen = sp.csr_matrix(np.array([[1] + [0] * 29, [1] + [0] * 29, [0] * 29 + [1]], dtype=np.float32))
+    texts = audience_texts(cat, seen, np.array([1, 3, 2]), users)
+    assert texts[0] == item_texts(cat)[0] + " Watched mostly by men aged 18-24, often technicians and writers."
+    assert texts[1] == item_texts(cat)[1]  # nobody rated it: no audience sentence

@@ -26,9 +26,9 @@ class DataConfig(_Section):
 class ALSConfig(_Section):
     """ALS settings (the ``implicit`` package)."""
 
-    factors: int = Field(32, ge=1, description="latent dimensions")
+    factors: int = Field(16, ge=1, description="latent dimensions")
     regularization: float = Field(0.1, ge=0, description="L2 strength")
-    iterations: int = Field(15, ge=1, description="alternating sweeps")
+    iterations: int = Field(10, ge=1, description="alternating sweeps")
     alpha: float = Field(1.0, gt=0, description="confidence scale of a rating")
     threads: int = Field(1, ge=1, le=2, description="CPU threads while fitting")
 
@@ -37,10 +37,10 @@ class ModelConfig(_Section):
     """The hybrid ranker and its base models."""
 
     text_model: str = Field("minilm-l6", description="sentence encoder of the item texts (zoo name or folder)")
-    ease_lambda: float = Field(500.0, gt=0, description="EASE regularization")
+    ease_lambda: float = Field(4000.0, gt=0, description="EASE regularization")
     als: ALSConfig = Field(default_factory=ALSConfig, description="ALS settings")
     knn_neighbours: int = Field(0, ge=0, description="item-kNN neighbours kept per item (0: all)")
-    halflife: float = Field(5.0, ge=0, description="recency half-life in history positions (0: no weighting)")
+    halflife: float = Field(2.0, ge=0, description="recency half-life in history positions (0: no weighting)")
     candidates: int = Field(100, ge=10, description="candidates per user that the ranker reorders")
     text_alpha: float = Field(10.0, gt=0, description="ridge strength of the text-to-ALS-factors map")
     windows: int = Field(2, ge=1, description="validation carve-outs (10 ratings per user each) the ranker learns from")

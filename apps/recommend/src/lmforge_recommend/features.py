@@ -31,15 +31,15 @@ class SignalConfig:
         ease_lambda: EASE regularization.
         als: ALS keyword arguments (factors, regularization, iterations, alpha, threads).
         knn_neighbours: Item-kNN neighbours kept (0: all).
-        halflife: Recency half-life in history positions (the 5th latest item weighs half the latest).
+        halflife: Recency half-life in history positions (with 2, the third latest item weighs half the latest).
         candidates: Candidates per user passed to the ranker.
         text_alpha: Ridge strength of the text-to-ALS-factors map.
     """
 
-    ease_lambda: float = 500.0
+    ease_lambda: float = 4000.0
     als: dict | None = None
     knn_neighbours: int = 0
-    halflife: float = 5.0
+    halflife: float = 2.0
     candidates: int = 100
     text_alpha: float = 10.0
 

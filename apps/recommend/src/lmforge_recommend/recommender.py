@@ -1,9 +1,12 @@
 """The recommendation API: personal lists with a reason for each film, similar films, and lists for new users.
 
 Pure Python, no HTTP: one object fitted once, then ``recommend`` and ``similar`` per request.
-Scores and item tables are exact numpy products over the whole catalogue (1,682 films): a request
-needs per-user masks (history, genres, years) that an approximate index would have to over-fetch
-for, and the benchmark measured FAISS's flat index as no faster at this size.
+Every request scores the whole catalogue (1,681 films) with exact numpy products, because it
+needs the full score vector: to blend a text request into the personal ranking, and to mask the
+history, genres and years before taking the top k. FAISS's flat index returns only a top k; the
+benchmark measured it 1.4x faster than numpy for a bare top-10 of all 943 users at 384 dimensions
+(10 vs 14 ms per batch, 76 vs 102 us per query), a gain of 0.03 ms on a 6 ms request that the
+masks would spend again on over-fetching, so the application keeps numpy.
 """
 
 from __future__ import annotations

@@ -50,9 +50,10 @@ def audience_texts(catalogue: Catalogue, seen: sp.csr_matrix, user_ids: np.ndarr
 def _audience(raters: list[dict[str, object]]) -> str:
     men = sum(r["gender"] == "M" for r in raters) / len(raters)
     ages = Counter(next(name for limit, name in _AGE_BANDS if int(r["age"]) < limit) for r in raters)
-    jobs = [job for job, _ in Counter(str(r["occupation"]) for r in raters).most_common(2)]
+    jobs = Counter(str(r["occupation"]) for r in raters if r["occupation"] not in ("none", "other"))
     who = "men" if men >= 0.6 else "women" if men <= 0.4 else "men and women"
-    return f"Watched mostly by {who} aged {ages.most_common(1)[0][0]}, often {' and '.join(jobs)}s."
+    often = f", often {' and '.join(job + 's' for job, _ in jobs.most_common(2))}" if jobs else ""
+    return f"Watched mostly by {who} aged {ages.most_common(1)[0][0]}{often}."
 
 
 def profiles(embeddings: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
