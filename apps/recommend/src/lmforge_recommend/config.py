@@ -55,12 +55,22 @@ class ServeConfig(_Section):
     text_weight: float = Field(1.0, ge=0, description="weight of a free-text request against the personal ranking")
 
 
+class StoreConfig(_Section):
+    """Where profiles (new users' liked films) and feedback (films served, liked, dismissed) are kept."""
+
+    url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
+                                               "a SQLite file recommend.sqlite in the application's data folder when unset")
+
+
 class RecommendConfig(_Section):
     """The whole file."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    service: dict[str, Any] = Field(default_factory=dict, description="lmforge service settings (the keys of serve.yaml: "
+                                    "server, auth, limits, logging...); models defaults to {text: model.text_model}")
 
 
 def load_config(path: str | Path) -> tuple[RecommendConfig, Path]:

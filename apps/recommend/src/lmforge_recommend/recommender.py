@@ -29,6 +29,14 @@ from lmforge_recommend.text import item_texts
 Embed = Callable[[list[str], str], np.ndarray]
 
 
+class UnknownId(LmforgeError):
+    """A request names a user or item id the recommender does not know (HTTP 404)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class Recommender:
     """Hybrid recommendations for known users, new users (liked films, free text) and films.
 
@@ -37,10 +45,15 @@ class Recommender:
         train: The ratings to learn from.
         config: Model settings and request limits.
         embed: The text embedder (``embed_texts`` by default; tests pass a small fake).
+
+    Attributes:
+        query_embed: Embeds free-text requests when set (the service points it at its engine, which
+            batches requests and counts them in its metrics); ``embed`` otherwise.
     """
 
     def __init__(self, catalogue: Catalogue, train: Ratings, config: RecommendConfig | None = None, embed: Embed = embed_texts) -> None:
         self.catalogue, self.config, self.embed = catalogue, config or RecommendConfig(), embed
+        self.query_embed: Embed | None = None
         m = self.config.model
         self.item_vectors = embed(item_texts(catalogue), m.text_model)  # (I, D)
         signals = SignalConfig(m.ease_lambda, m.als.model_dump() | {"seed": m.seed}, m.knn_neighbours, m.halflife, m.candidates, m.text_alpha)
@@ -67,7 +80,8 @@ class Recommender:
         return cls(catalogue, train, config, embed)
 
     def recommend(self, user_id: int | None = None, liked_items: Sequence[int] | None = None, text: str | None = None, k: int = 10,
-                  genres: Sequence[str] | None = None, years: tuple[int, int] | None = None) -> list[dict]:
+                  genres: Sequence[str] | None = None, years: tuple[int, int] | None = None,
+                  exclude: Sequence[int] | None = None) -> list[dict]:
         """The ``k`` best unseen films for a known user, a new user's liked films, free text, or a mix.
 
         Args:
@@ -77,6 +91,7 @@ class Recommender:
             k: How many films (1 to ``serve.max_k``).
             genres: Keep only films of at least one of these genres.
             years: Keep only films released in ``(first, last)``, both included.
+            exclude: Item ids never to offer (films the user dismissed).
 
         Returns:
             Up to ``k`` dicts: ``item_id``, ``title``, ``year``, ``genres``, ``score``, ``because``
@@ -96,6 +111,8 @@ class Recommender:
             if text is not None:
                 scores = _standardize(scores) + self.config.serve.text_weight * self._query(text)
         allowed = self._filter(genres, years)
+        if exclude:
+            allowed[np.isin(self.film, self.film[self._rows(exclude, "exclude")])] = False
         if history is not None:
             allowed[np.isin(self.film, self.film[history])] = False
         picks = _top(scores, allowed, k, self.film)
@@ -117,11 +134,28 @@ class Recommender:
         return [self._describe(i) | {"score": float(scores[i]), "because": self._describe(j), "reason": reason}
                 for i in _top(scores, allowed, k, self.film)]
 
+    def check_items(self, item_ids: Sequence[int], what: str = "item_ids") -> None:
+        """Raise :class:`UnknownId` naming ``what`` unless every id is in the catalogue."""
+        self._rows(item_ids, what)
+
+    def check_user(self, user_id: int) -> None:
+        """Raise :class:`UnknownId` unless ``user_id`` has training ratings."""
+        self._history(user_id, None)
+
+    def search(self, query: str, limit: int = 10) -> list[dict]:
+        """Films whose title contains ``query`` (case-insensitive), the most rated first: for picking liked films."""
+        needle = query.strip().lower() if isinstance(query, str) else ""
+        if not needle:
+            raise LmforgeError("q must be a non-empty part of a title, e.g. 'star wars'")
+        rows = [j for j, title in enumerate(self.catalogue.titles) if needle in title.lower()]
+        rows.sort(key=lambda j: -self.log_popularity[j])
+        return [self._describe(j) for j in rows[:max(1, min(limit, self.config.serve.max_k))]]
+
     def _history(self, user_id: int | None, liked_items: Sequence[int] | None) -> np.ndarray | None:
         parts = []
         if user_id is not None:
             if isinstance(user_id, bool) or not isinstance(user_id, int | np.integer) or not self.inter.has_user(user_id):
-                raise LmforgeError(f"user {user_id!r} has no ratings in the training file; pass liked_items or text for a new user")
+                raise UnknownId(f"user {user_id!r} has no ratings in the training file; pass liked_items or text for a new user", "user_id")
             parts.append(self.inter.history(self.inter.row(user_id))[0])
         if liked_items is not None:
             if len(liked_items) == 0:
@@ -136,7 +170,7 @@ class Recommender:
     def _rows(self, item_ids: Sequence[int], what: str) -> np.ndarray:
         for item in item_ids:
             if isinstance(item, bool) or not isinstance(item, int | np.integer) or item not in self.catalogue:
-                raise LmforgeError(f"{what}: item {item!r} is not in the catalogue; use ids from u.item")
+                raise UnknownId(f"{what}: item {item!r} is not in the catalogue; use ids from u.item", what)
         return self.catalogue.index(list(item_ids))
 
     def _check_k(self, k: int) -> None:
@@ -162,7 +196,8 @@ class Recommender:
     def _query(self, text: str) -> np.ndarray:
         if not isinstance(text, str) or not text.strip():
             raise LmforgeError("text must be a non-empty string, e.g. 'space adventure with robots'")
-        vector = self.embed([text.strip()], self.config.model.text_model)[0]  # (D,)
+        embed = self.query_embed or self.embed
+        vector = embed([text.strip()], self.config.model.text_model)[0]  # (D,)
         return query_scores(vector, self.item_vectors, self.log_popularity)
 
     def _row(self, j: int, score: float, history: np.ndarray | None, text: str | None) -> dict:
