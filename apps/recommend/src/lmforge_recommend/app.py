@@ -55,13 +55,13 @@ def create(rec: Recommender, store: Store, serve_config: ServeConfig, engine: En
     return create_app(engine, serve_config, extra_routers=[build_router(rec, store)])
 
 
-def build(config_path: str | Path, overrides: list[str] | None = None) -> tuple[FastAPI, ServeConfig]:
-    """Fit the recommender a ``config.yaml`` describes and return the app and its service config."""
+def build(config_path: str | Path, overrides: list[str] | None = None, data_dir: str | Path | None = None) -> tuple[FastAPI, ServeConfig]:
+    """Fit the recommender a ``config.yaml`` describes (on the files in ``data_dir`` when given) and return the app and its service config."""
     config, _ = load_config(config_path)
     serve_config = service_config(config, overrides)
     started = time.perf_counter()
     log.info("fitting the recommender on %s (first start embeds the catalogue)", config.data.ratings)
-    rec = Recommender.from_config(config_path)
+    rec = Recommender.from_config(config_path, data_dir)
     log.info("recommender ready in %.1f s", time.perf_counter() - started)
     return create(rec, open_store(config), serve_config), serve_config
 

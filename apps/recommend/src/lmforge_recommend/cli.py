@@ -25,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(prog="lmforge app recommend", description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=SHIPPED, help=f"config.yaml (default: {SHIPPED})")
+    p.add_argument("--data-dir", type=Path, help="folder of the MovieLens files (default: data.dir of the config)")
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve /v1/recommend, /v1/similar and the page /recommend")
     serve.add_argument("--host", help="address (default: service.server.host, 127.0.0.1)")
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in (None, "serve"):
             return _serve(args)
-        rec = Recommender.from_config(args.config)
+        rec = Recommender.from_config(args.config, data_dir=args.data_dir)
         out = rec.similar(args.item, k=args.k) if args.command == "similar" else \
             rec.recommend(user_id=args.user, liked_items=args.liked, text=args.text, k=args.k, genres=args.genre)
     except LmforgeError as exc:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     overrides = list(getattr(args, "overrides", None) or [])
     overrides += ["auth.enabled=false"] if getattr(args, "no_auth", False) else []
-    app, cfg = build(args.config, overrides)
+    app, cfg = build(args.config, overrides, args.data_dir)
     host, port = getattr(args, "host", None) or cfg.server.host, getattr(args, "port", None) or cfg.server.port
     print(f"serving http://{host}:{port}/recommend (API: /v1/recommend, /v1/similar; keys: lmforge keys create NAME)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
