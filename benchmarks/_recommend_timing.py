@@ -1,12 +1,17 @@
-"""Timings for the recommendation benchmark: in-process latency of recommend(), and batch top-k with numpy vs FAISS."""
+"""Timings for the recommendation benchmark: latency of recommend() in process and through HTTP, batch top-k with numpy vs FAISS."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+from lmforge_recommend.app import LoopbackServer, create, service_config
+from lmforge_recommend.store import Store, default_url
 from threadpoolctl import threadpool_limits
 
 
@@ -29,6 +34,33 @@ def latency_ms(recommender: Any, calls: int = 500, seed: int = 0) -> dict[str, f
     return {"recommend_p50_ms": float(np.percentile(known, 50)), "recommend_p99_ms": float(np.percentile(known, 99)),
             "recommend_calls": calls, "liked_items_p99_ms": float(np.percentile(new, 99)),
             "text_request_p99_ms": float(np.percentile(text, 99))}
+
+
+def http_latency_ms(recommender: Any, calls: int = 500, budget_s: float = 120.0, seed: int = 0) -> dict[str, float]:
+    """Percentiles of ``POST /v1/recommend`` round trips on 127.0.0.1, one client on a kept-alive connection.
+
+    The service is the application's own app on lmforge's service (engine serving the text model,
+    middleware, metrics, the SQLite store recording each list served) without keys or access log
+    lines; random training users, then new free-text requests (embedded by the engine). The loop
+    stops after ``calls`` requests or ``budget_s`` seconds, whichever comes first.
+    """
+    rng = np.random.default_rng(seed)
+    users = rng.choice(recommender.inter.user_ids, size=calls)
+    config = recommender.config.model_copy(update={"service": {"auth": {"enabled": False}, "logging": {"access_log": False}}})
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(default_url(Path(tmp)))
+        app = create(recommender, store, service_config(config))
+        with LoopbackServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+            for user in users[:20]:
+                client.post("/v1/recommend", json={"user_id": int(user), "k": 10}).raise_for_status()
+            deadline = time.monotonic() + budget_s
+            known = _times(lambda i: client.post("/v1/recommend", json={"user_id": int(users[i]), "k": 10}).raise_for_status(), calls, deadline)
+            nonce = time.time_ns()
+            text = _times(lambda i: client.post("/v1/recommend", json={"text": f"a film about robots, request {nonce}-{i}"}).raise_for_status(),
+                          50, deadline + 30)
+        store.close()
+    return {"http_recommend_p50_ms": float(np.percentile(known, 50)), "http_recommend_p99_ms": float(np.percentile(known, 99)),
+            "http_recommend_calls": int(len(known)), "http_text_request_p99_ms": float(np.percentile(text, 99))}
 
 
 def scoring_backends(recommender: Any, vectors: np.ndarray, repeats: int = 10) -> dict[str, Any]:
@@ -81,10 +113,13 @@ def _best(fn: Callable[[], object], repeats: int) -> float:
     return float(min(times))
 
 
-def _times(fn: Callable[[int], object], n: int) -> np.ndarray:
-    out = np.empty(n)
+def _times(fn: Callable[[int], object], n: int, deadline: float | None = None) -> np.ndarray:
+    """Milliseconds of ``fn(0) ... fn(n - 1)``, stopping early past ``deadline`` (``time.monotonic``)."""
+    out = []
     for i in range(n):
         start = time.perf_counter()
         fn(i)
-        out[i] = (time.perf_counter() - start) * 1000
-    return out
+        out.append((time.perf_counter() - start) * 1000)
+        if deadline is not None and time.monotonic() > deadline:
+            break
+    return np.asarray(out)
