@@ -17,13 +17,15 @@ alone and compared with a genre-popularity prior (see ``lmforge_recommend.evalua
     PYTHONPATH=src python benchmarks/recommend.py --dev-split random    # 10 random ratings per user as the test part
     PYTHONPATH=src python benchmarks/recommend.py --train ua.base --test ua.test --out official.json
 
-Ends with one JSON line; the dev-split run is stored in benchmarks/results/recommend.json and
-its NDCG@k plot in benchmarks/results/recommend_ndcg.png (``--dev-split random``: recommend_random_split.*).
+Ends with one JSON line of the issue's keys; the dev-split run is stored in benchmarks/results/recommend.json,
+every variant, chosen setting and timing in recommend_details.json, and the NDCG@k plot in
+recommend_ndcg.png (``--dev-split random``: recommend_random_split*.*).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -55,6 +57,8 @@ from lmforge_recommend.text import item_texts, text_scores  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BASELINES = ["popularity", "itemknn", "als", "ease"]
+KEYS = ["popularity_ndcg10", "itemknn_ndcg10", "als_ndcg10", "ease_ndcg10", "hybrid_ndcg10", "hybrid_hr10", "best_baseline_ndcg10",
+        "ratio_vs_best_baseline", "cold_start_ndcg10", "cold_start_popularity_ndcg10", "recommend_p99_ms", "machine"]
 HALFLIVES = [0, 2, 5, 10, 20]
 
 
@@ -193,7 +197,10 @@ def main() -> None:
         curves = {name: base[name]["ndcg_curve"] for name in BASELINES} | {"ease+recency": extra["ease_recency"]["ndcg_curve"],
                                                                          "hybrid": hyb["hybrid"]["ndcg_curve"]}
         plot(curves, png, f"NDCG@k, dev split of ua.base ({args.dev_split} 10 ratings per user)" if dev else f"NDCG@k, {Path(args.test).name}")
-    emit(result, out)
+    if out is not None:  # every variant, setting and timing beside the issue's keys
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(f"{out.stem}_details.json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    emit({key: result[key] for key in KEYS}, out)
 
 
 def summarize(base: dict, extra: dict, hyb: dict, cold: dict, chosen: dict, halflife: Any, timing: dict, dev: str | bool, wall: float) -> dict:
