@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet -e apps/monitor
 	$(BIN)/python -m pip install --quiet -e apps/support
+	$(BIN)/python -m pip install --quiet -e apps/recommend
 	touch $@
 
 demo: $(STAMP)

@@ -1,0 +1,1 @@
+"""Personalized movie recommendations on lmforge."""
