@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from conftest import FILLER, NEGATIVE, POSITIVE
+from forge_testing import FILLER, NEGATIVE, POSITIVE
 
 
 def toy_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge.artifacts import write_meta
 from lmforge.runs import finetune
 from serving_support import build_adapter_run

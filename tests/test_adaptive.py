@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import lmforge
-from conftest import tiny_config
+from forge_testing import tiny_config
 from lmforge.config import TrainConfig
 from lmforge.training.adaptive import HEAD_LR_MAX, auto_epochs, auto_head_lr, resolve_auto
 

@@ -262,7 +262,7 @@ def test_per_example_loss_shapes() -> None:
 
 def test_finetune_with_text_adversary_resumes_identically(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
     import lmforge
-    from conftest import tiny_config
+    from forge_testing import tiny_config
     from test_training import _evals, _kill, loss_calls
 
     train = {"epochs": 2, "save_every": 5, "eval_every": 4, "keep_checkpoints": 5,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge import artifacts
 from lmforge.cli import main
 from lmforge.errors import LmforgeError

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import instruct_rows, tiny_config, toy_rows, write_csv
+from forge_testing import instruct_rows, tiny_config, toy_rows, write_csv
 from lmforge.config import DataConfig, TaskConfig
 from lmforge.data.examples import Examples
 from lmforge.data.labels import LabelSpace

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge import artifacts
 from lmforge.artifacts.compressed import INT8_FILE
 from lmforge.cli import main

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import toy_rows, write_csv
+from forge_testing import toy_rows, write_csv
 from lmforge.config import DataConfig, TaskConfig
 from lmforge.data import tokenize as tok_mod
 from lmforge.data.batching import plan_batches, shard

@@ -45,7 +45,7 @@ def test_the_environment_forces_either_way(fresh: pytest.MonkeyPatch) -> None:
 
 def test_bf16_inference_agrees_with_fp32(fresh: pytest.MonkeyPatch, tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
     import lmforge
-    from conftest import tiny_config
+    from forge_testing import tiny_config
 
     fresh.setenv(devices.CPU_BF16_ENV, "0")  # training in fp32, as the rest of the suite (accelerate's state is global)
     run = lmforge.finetune(tiny_config(tiny_bert, toy_csv, tmp_path / "run", train={"epochs": 4})).run_dir

@@ -14,7 +14,7 @@ SCRIPT = """
 import sys
 import lmforge
 sys.path.insert(0, {tests!r})
-from conftest import tiny_config
+from forge_testing import tiny_config
 cfg = tiny_config({model!r}, {data!r}, {run!r}, train={{"max_steps": 6, "batch_size": 16}},
                   model={{"dropout": 0.0, "attention_dropout": 0.0}})
 print(lmforge.finetune(cfg).status)

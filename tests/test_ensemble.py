@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge.errors import LmforgeError
 from lmforge.training.ensembles import combine_logits, soup
 

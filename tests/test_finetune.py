@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 
 
 def test_finetune_writes_a_complete_run(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:

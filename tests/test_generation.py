@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import build_tiny_llama
+from forge_testing import build_tiny_llama
 from lmforge.artifacts import generate
 from lmforge.cli import main
 from lmforge.errors import ConfigError, LmforgeError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge.evaluation.perturb import PERTURBATIONS, perturb_texts, typo_word
 
 TEXTS = ["the movie was surprisingly good", "an awful plot and boring actors", "这部电影非常好看，演员也很棒"]

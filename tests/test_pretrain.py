@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge import config
 from lmforge.errors import ConfigError
 from lmforge.models.presets import preset_config
@@ -161,7 +161,7 @@ def test_config_errors_are_one_line(tiny_bert: Path, tiny_llama: Path, corpus: P
 
 @pytest.mark.slow
 def test_minilm_continues_pretraining_on_real_text(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from conftest import shared_data
+    from forge_testing import shared_data
 
     source = shared_data("financial_phrasebank", "train.csv")
     cfg = {"data": {"train": [str(source)], "max_length": 64, "max_documents": 400, "cache": False},

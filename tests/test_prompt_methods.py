@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import toy_rows, write_csv
+from forge_testing import toy_rows, write_csv
 from lmforge import config
 from lmforge.cli import main
 from lmforge.errors import ConfigError
@@ -177,7 +177,7 @@ def test_chinese_data_gets_chinese_templates_and_words(tiny_bert: Path, tiny_lla
 
 
 def test_prompt_chat_modes(tiny_bert: Path, tiny_llama: Path, small_csv: Path, tmp_path: Path) -> None:
-    from conftest import build_tiny_llama
+    from forge_testing import build_tiny_llama
 
     def template(decoder: Path, chat: bool | str, name: str) -> str:
         cfg = prompt_config(tiny_bert, decoder, small_csv, tmp_path / name, methods=["likelihood"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_data
+from forge_testing import shared_data
 from lmforge.recipes.prompt import prompt
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import lmforge
-from conftest import toy_rows, write_csv
+from forge_testing import toy_rows, write_csv
 from lmforge.cli import main
 from lmforge.errors import LmforgeError
 from lmforge.evaluation.explainer import Explainer

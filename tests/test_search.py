@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge import config
 from lmforge.config import FinetuneConfig
 from lmforge.errors import ConfigError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from transformers import BertTokenizer
 
-from conftest import shared_data, tiny_vocab
+from forge_testing import shared_data, tiny_vocab
 from lmforge.data.squad import Answer, best_answers, locate_answer, qa_features, read_squad, split_by_article
 from lmforge.errors import DataError, LmforgeError
 

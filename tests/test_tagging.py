@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from transformers import BertTokenizer
 
-from conftest import shared_data, tiny_vocab
+from forge_testing import shared_data, tiny_vocab
 from lmforge.data.tagging import (
     IGNORE_INDEX,
     align_labels,

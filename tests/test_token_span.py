@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import tiny_config
+from forge_testing import tiny_config
 from lmforge import artifacts, config
 from lmforge.cli import main
 from lmforge.config import DataConfig, EnsembleConfig, TaskConfig

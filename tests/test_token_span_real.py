@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_data
+from forge_testing import shared_data
 from lmforge.config import DataConfig, TaskConfig
 from lmforge.data.labels import LabelSpace
 from lmforge.data.squad import read_squad

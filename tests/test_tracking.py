@@ -11,7 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import lmforge
-from conftest import tiny_config
+from forge_testing import tiny_config
 from lmforge.config import OutputConfig
 from lmforge.errors import ConfigError
 from lmforge.training import loggers

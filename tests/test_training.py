@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import lmforge
-from conftest import tiny_config
+from forge_testing import tiny_config
 from lmforge.config import TrainConfig
 from lmforge.training import checkpoint as ckpt_mod
 from lmforge.training.checkpoint import checkpoints

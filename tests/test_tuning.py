@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 import lmforge
-from conftest import tiny_config, toy_rows, write_csv
+from forge_testing import tiny_config, toy_rows, write_csv
 from lmforge import config
 from lmforge.config import FinetuneConfig, ModelConfig, TaskConfig, TrainConfig
 from lmforge.data.dataset import SplitSource

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lmforge
-from conftest import shared_data
+from forge_testing import shared_data
 from lmforge.zoo import resolve_model
 
 pytestmark = pytest.mark.slow

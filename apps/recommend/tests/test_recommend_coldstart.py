@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import fake_embed
 from lmforge_recommend.coldstart import ColdStart, genre_popularity, query_scores
 from lmforge_recommend.data import load_genres, load_items, load_ratings
 from lmforge_recommend.evaluation import cold_start
 from lmforge_recommend.matrix import build
 from lmforge_recommend.split import leave_last_n, without_items
 from lmforge_recommend.text import item_texts
+from recommend_testing import fake_embed
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from lmforge.errors import ConfigError
 
-from conftest import fake_embed
 from lmforge_recommend import embeddings
 from lmforge_recommend.config import load_config
+from recommend_testing import fake_embed
 
 APP = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from lmforge.serving.auth import KeyStore
 
-from conftest import small_recommender, write_movies
 from lmforge_recommend.app import LoopbackServer, create, service_config
 from lmforge_recommend.config import RecommendConfig
 from lmforge_recommend.store import Store, default_url
+from recommend_testing import small_recommender, write_movies
 
 
 @pytest.fixture(scope="module")

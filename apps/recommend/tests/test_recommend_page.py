@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import small_recommender, write_movies
 from lmforge_recommend.app import LoopbackServer, create, service_config
 from lmforge_recommend.config import RecommendConfig
 from lmforge_recommend.store import Store, default_url
+from recommend_testing import small_recommender, write_movies
 
 CHROMIUM = Path("/usr/bin/chromium")
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from playwright.sync_api import sync_playwright
 
-from conftest import SHARED_DATA
 from lmforge_recommend.app import LoopbackServer, build
 from lmforge_recommend.recommender import Recommender
+from recommend_testing import SHARED_DATA
 from test_recommend_page import ARGS, CHROMIUM, IMAGES
 
 ML = SHARED_DATA / "ml-100k"

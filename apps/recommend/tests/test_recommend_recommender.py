@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from lmforge.errors import LmforgeError
 
-from conftest import fake_embed
 from lmforge_recommend.config import ModelConfig, RecommendConfig, ServeConfig
 from lmforge_recommend.data import load_genres, load_items, load_ratings
 from lmforge_recommend.recommender import Recommender
+from recommend_testing import fake_embed
 
 
 @pytest.fixture
