@@ -1,7 +1,9 @@
-"""The studio in a real browser: Debian's Chromium driven by Playwright; screenshots go to docs/images/studio_*.png."""
+"""The studio in a real browser: Debian's Chromium driven by Playwright; screenshots go to $LMFORGE_SCREENSHOTS (see DEVELOPERS.md)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from studio_support import build_runs  # noqa: E402
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run"]
-IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+# Screenshots go to a temporary folder; LMFORGE_SCREENSHOTS=docs/images refreshes the ones the docs show.
+IMAGES = Path(os.environ.get("LMFORGE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "lmforge-screenshots")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (install Debian's chromium package)")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,8 @@ from lmforge_support.config import load_config
 from support_fakes import ZOO_ENCODER, KeywordClassifier
 
 CHROMIUM = Path("/usr/bin/chromium")
-IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
+# Screenshots go to a temporary folder; LMFORGE_SCREENSHOTS=docs/images refreshes the ones the docs show.
+IMAGES = Path(os.environ.get("LMFORGE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "lmforge-screenshots")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run"]
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
