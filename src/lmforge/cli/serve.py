@@ -13,7 +13,7 @@ from pathlib import Path
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
     """``lmforge serve RUN_OR_CONFIG [key=value ...] [--host --port --workers --engine]``."""
-    p = sub.add_parser("serve", help="serve runs over HTTP: classify, embed, generate, with keys, limits and metrics")
+    p = sub.add_parser("serve", help="serve runs over HTTP: classify, embed, generate, ner, qa, with keys, limits and metrics")
     p.add_argument("source", help="serve.yaml, or a run directory / model folder / zoo name to serve alone")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. batching.max_batch_size=64")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -46,7 +46,7 @@ def add_keys(sub: argparse._SubParsersAction) -> None:
     create.add_argument("name", help="a label for people, e.g. support-bot")
     create.add_argument("--models", default="*", help="comma-separated model names the key may use (default: all)")
     create.add_argument("--endpoints", default="*",
-                        help="comma-separated endpoints: classify, embed, generate, explain, models, metrics, admin, ... (default: all)")
+                        help="comma-separated endpoints: classify, embed, generate, ner, qa, explain, models, metrics, admin, ... (default: all)")
     create.add_argument("--rate", type=int, default=600, help="requests per minute; 0 for no limit (default 600)")
     create.add_argument("--burst", type=int, help="requests allowed at once (default: ten seconds' worth of the rate)")
     listing = actions.add_parser("list", help="list the keys (ids, names, scopes, limits; never secrets)")

@@ -9,6 +9,10 @@
         for piece in engine.generate("Hello", model="chat", stream=True):
             print(piece, end="")
 
+    with Engine({"entities": "runs/conll", "answers": "runs/squad"}) as engine:
+        engine.ner(["Nokia opened a plant in Oulu."])        # [{"text": ..., "entities": [{"type": "ORG", "start": 0, ...}]}]
+        engine.qa(["Where?"], ["Nokia opened a plant in Oulu."])  # [{"answer": "Oulu", "start": 24, "end": 28, "score": ...}]
+
 Calls from many threads at once are batched together: each caller gets its own results. The HTTP
 app (:mod:`lmforge.serving.http`) and the Ray Serve deployment (:mod:`lmforge.serving.ray`) are thin
 faces over one engine.
@@ -143,6 +147,10 @@ class Engine:
                 slot.artifact.embed(["warm up"])
             if "generate" in slot.operations:
                 slot.artifact.generate("warm up", max_new_tokens=1)
+            if "ner" in slot.operations:
+                slot.artifact.predict(["warm up"])
+            if "qa" in slot.operations:
+                slot.artifact.predict(["warm up ?"], ["warm up"])
 
     def close(self, drain: bool = True, timeout: float | None = None) -> bool:
         """Stop taking requests and, with ``drain``, answer the queued ones first; returns whether that finished in time."""
@@ -202,10 +210,10 @@ class Engine:
         """Queue one request and return a future of its results (one per input); for async callers.
 
         Args:
-            operation: ``classify``, ``embed`` or ``generate``.
-            inputs: Texts (classify, embed) or prompts (generate).
+            operation: ``classify``, ``embed``, ``generate``, ``ner`` or ``qa``.
+            inputs: Texts (classify, embed, ner), prompts (generate) or questions (qa).
             model: Model name; the default model when None.
-            pairs: Second texts of sentence-pair classifiers.
+            pairs: Second texts of sentence-pair classifiers; the contexts of qa.
             options: ``top_k`` for classify; :class:`~lmforge.generation.GenerateConfig` keys for generate.
             stream: For one generate prompt: a function called with each piece of text as it is decoded.
 
@@ -217,6 +225,8 @@ class Engine:
         options = dict(options or {})
         if operation == "generate":
             options = config_mod.build(GenerateConfig, options, "generate options").model_dump(exclude_defaults=True)
+        if operation == "qa" and pairs is None:
+            raise LmforgeError("question answering needs a context for every question (pass the contexts as pairs)")
         if pairs is not None and len(pairs) != len(inputs):
             raise LmforgeError(f"pairs has {len(pairs)} texts for {len(inputs)} inputs; give one second text per text")
         alone = stream is not None or options.get("seed") is not None
@@ -243,6 +253,9 @@ class Engine:
             outputs: list[Any] = [{k: v for k, v in row.items() if k != "text"} for row in rows]
         elif operation == "embed":
             outputs = list(artifact.embed(inputs, batch_size=self.batcher.max_batch_size))
+        elif operation in ("ner", "qa"):
+            pairs = [p for job in jobs for p in job.payload["pairs"]] if operation == "qa" else None
+            outputs = [_span_result(operation, row) for row in artifact.predict(inputs, pairs, batch_size=self.batcher.max_batch_size)]
         else:
             outputs = self._generate(artifact, inputs, options, jobs[0].payload["stream"])
         split, start = [], 0
@@ -286,6 +299,23 @@ class Engine:
         texts = [texts] if isinstance(texts, str) else list(texts)
         return self._wait(self.submit("classify", texts, model, pairs, {"top_k": top_k}), timeout) if texts else []
 
+    def ner(self, texts: list[str] | str, model: str | None = None, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The named entities of each text: ``{"text", "entities": [{"type", "text", "start", "end", "score"}]}``.
+
+        Offsets index ``text``, which is the input (masked, when the engine masks PII in inputs).
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return self._wait(self.submit("ner", texts, model), timeout) if texts else []
+
+    def qa(self, questions: list[str] | str, contexts: list[str] | str, model: str | None = None,
+           timeout: float | None = None) -> list[dict[str, Any]]:
+        """The answer of each question picked from its context: ``{"answer", "start", "end", "score"}`` ("" and -1 for none)."""
+        questions = [questions] if isinstance(questions, str) else list(questions)
+        contexts = [contexts] if isinstance(contexts, str) else list(contexts)
+        if len(contexts) != len(questions):
+            raise LmforgeError(f"{len(questions)} questions and {len(contexts)} contexts; give one context per question")
+        return self._wait(self.submit("qa", questions, model, contexts), timeout) if questions else []
+
     def embed(self, texts: list[str] | str, model: str | None = None, timeout: float | None = None) -> np.ndarray:
         """Unit vectors (N, D) of ``texts`` (batched with other callers)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -317,6 +347,13 @@ class Engine:
                 future.result()  # raises what the generation raised
                 return
             yield piece
+
+
+def _span_result(operation: str, row: dict[str, Any]) -> dict[str, Any]:
+    """What the service answers for one span prediction: the entities with the text they index, or the answer and its offsets."""
+    if operation == "ner":
+        return {"text": row["text"], "entities": row["entities"]}
+    return {"answer": row["answer"], "start": row["start"], "end": row["end"], "score": row["score"]}
 
 
 __all__ = ["Engine", "Observer", "QueueFull", "RequestTimeout", "Stopped", "UnknownModel", "Unsupported"]

@@ -2,6 +2,7 @@
 
 ``create_app(engine, config)`` returns the app; uvicorn runs it (``lmforge serve``). Endpoints:
 ``POST /v1/classify``, ``/v1/embed``, ``/v1/generate`` (server-sent events with ``stream: true``),
+``POST /v1/ner`` (entities with character offsets), ``POST /v1/qa`` (answers picked from contexts),
 ``POST /v1/explain`` (word attributions, token log-probabilities), ``GET /v1/models``, ``/healthz``, ``/readyz``,
 ``/metrics``, ``POST /v1/admin/reload``, and the OpenAPI docs at ``/docs``. Everything but ``/healthz`` and ``/readyz`` needs a key.
 
@@ -104,6 +105,34 @@ async def embed(body: schemas.EmbedRequest, request: Request,
     service.check_texts(body.texts, "texts")
     vectors = [v.tolist() for v in await service.run("embed", body.texts, model)]
     return schemas.EmbedResponse(model=model, version=service.version(model), dim=len(vectors[0]), embeddings=vectors)
+
+
+@router.post("/v1/ner", response_model=schemas.NerResponse, tags=["inference"], responses=ERRORS)
+async def ner(body: schemas.NerRequest, request: Request,
+              caller: Annotated[Caller, Depends(require_key("ner"))]) -> schemas.NerResponse:
+    """The named entities of each text, with their types and character offsets (a ``ner`` run)."""
+    service = service_of(request)
+    model = service.model_for(request, caller, body.model, "ner")
+    service.check_texts(body.texts, "texts")
+    results = await service.run("ner", body.texts, model)
+    service.store(request, {"route": "ner", "model": model, "inputs": body.texts, "outputs": results})
+    return schemas.NerResponse(model=model, version=service.version(model), results=results)
+
+
+@router.post("/v1/qa", response_model=schemas.QaResponse, tags=["inference"], responses=ERRORS)
+async def qa(body: schemas.QaRequest, request: Request,
+             caller: Annotated[Caller, Depends(require_key("qa"))]) -> schemas.QaResponse:
+    """The answer to each question, picked from its context with its character offsets (a ``qa`` run)."""
+    service = service_of(request)
+    model = service.model_for(request, caller, body.model, "qa")
+    service.check_texts(body.questions, "questions")
+    service.check_texts(body.contexts, "contexts")
+    if len(body.contexts) != len(body.questions):
+        raise ApiError(422, "invalid_request", f"contexts has {len(body.contexts)} texts for {len(body.questions)} questions",
+                       "contexts")
+    results = await service.run("qa", body.questions, model, body.contexts)
+    service.store(request, {"route": "qa", "model": model, "inputs": body.questions, "outputs": results})
+    return schemas.QaResponse(model=model, version=service.version(model), results=results)
 
 
 @router.post("/v1/generate", response_model=schemas.GenerateResponse, tags=["inference"],

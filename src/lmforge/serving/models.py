@@ -4,7 +4,9 @@ Adapter runs trained on the same base model go into one :class:`lmforge.artifact
 the base weights are in memory once however many adapters are served. Everything else is one
 artifact per name. What a model can do is what its artifact says (``capabilities``): the service
 offers classify for ``predict`` with labels, embed for ``embed``, generate for ``generate``,
-whatever the backend (PyTorch, ONNX Runtime...).
+whatever the backend (PyTorch, ONNX Runtime...). Runs of the span tasks predict spans, not labels:
+a ``ner`` run offers ner (entities with character offsets), a ``qa`` run offers qa (answers picked
+from a context).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ _LOG = logging.getLogger("lmforge.serving")
 
 # Service operations and the artifact capability each needs.
 OPERATIONS = {"classify": "predict", "embed": "embed", "generate": "generate"}
+# Tasks whose predictions are spans: their runs offer this operation instead of classify.
+SPAN_OPERATIONS = {"ner": "ner", "qa": "qa"}
 
 
 @dataclass
@@ -34,7 +38,7 @@ class ModelSlot:
         name: The name requests use.
         run: Where it was loaded from (run directory, folder or zoo name).
         artifact: What :func:`lmforge.artifacts.load` (or an ``AdapterSet``) returned.
-        operations: Service operations it supports (classify, embed, generate).
+        operations: Service operations it supports (classify, embed, generate, ner, qa).
         shared_base: The base model it shares with other adapters, if any.
         version: When its ``lmforge.json`` was written (ISO time), to tell a reloaded run from the old one.
         load_seconds: Seconds its loading took (shared loading split among the adapters).
@@ -63,8 +67,11 @@ class ModelSlot:
 
 
 def operations_of(artifact: Any) -> tuple[str, ...]:
-    """The service operations an artifact supports, from its capabilities (classify needs labels too)."""
+    """The service operations an artifact supports, from its capabilities (classify needs labels too; span tasks offer ner or qa)."""
     caps = set(getattr(artifact, "capabilities", ()))
+    task = ((getattr(artifact, "meta", None) or {}).get("task") or {}).get("name")
+    if task in SPAN_OPERATIONS:
+        return (SPAN_OPERATIONS[task],) if "predict" in caps else ()
     ops = [op for op, cap in OPERATIONS.items() if cap in caps]
     if "classify" in ops and getattr(artifact, "labels_or_none", None) is None and getattr(artifact, "labels", None) is None:
         ops.remove("classify")
@@ -131,5 +138,5 @@ def load_models(models: Mapping[str, str | Path], device: str | None = None) -> 
     for slot in slots.values():
         if not slot.operations:
             raise LmforgeError(f"model {slot.name} ({slot.run}) is a {slot.artifact.kind} artifact that can neither classify, "
-                               "embed nor generate; serve a fine-tuned, encoder or generator run")
+                               "embed, generate, tag entities nor answer questions; serve a fine-tuned, encoder or generator run")
     return {name: slots[name] for name in models}

@@ -77,6 +77,52 @@ class EmbedResponse(BaseModel):
     embeddings: list[list[float]] = Field(description="One unit-length vector per text, in input order.")
 
 
+class NerRequest(Request):
+    model: str | None = _MODEL
+    texts: list[str] = Field(min_length=1, description="Texts whose named entities to find.",
+                             examples=[["Nokia opened a new plant in Oulu on Monday."]])
+
+
+class Entity(BaseModel):
+    type: str = Field(description="The entity type (PER, ORG, LOC...: the run's label types).")
+    text: str = Field(description="The entity as it appears in the text.")
+    start: int = Field(description="Character offset of its first character in the text.")
+    end: int = Field(description="Character offset just past its last character.")
+    score: float = Field(description="Mean probability of its words' tags.")
+
+
+class NerResult(BaseModel):
+    text: str = Field(description="The text the offsets index: the input, PII-masked when the service masks inputs.")
+    entities: list[Entity]
+
+
+class NerResponse(BaseModel):
+    model: str
+    version: str | None = None
+    results: list[NerResult]
+
+
+class QaRequest(Request):
+    model: str | None = _MODEL
+    questions: list[str] = Field(min_length=1, description="Questions, each answered from its context.",
+                                 examples=[["Where did Nokia open a plant?"]])
+    contexts: list[str] = Field(min_length=1, description="One passage per question; the answer is a span of it.",
+                                examples=[["Nokia opened a new plant in Oulu on Monday."]])
+
+
+class Answer(BaseModel):
+    answer: str = Field(description="The answer picked from the context; empty when the model finds none (SQuAD 2.0-style runs).")
+    start: int = Field(description="Character offset of the answer in its context; -1 for no answer.")
+    end: int = Field(description="Character offset just past the answer; -1 for no answer.")
+    score: float | None = Field(None, description="The span's start plus end logit (higher is surer).")
+
+
+class QaResponse(BaseModel):
+    model: str
+    version: str | None = None
+    results: list[Answer]
+
+
 class GenerateRequest(Request):
     model: str | None = _MODEL
     prompt: str = Field(min_length=1, description="The prompt (wrapped in the chat template of chat models).",
