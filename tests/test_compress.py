@@ -78,10 +78,40 @@ def test_onnx_int8_agrees_with_fp32_above_a_floor(run: Path, tmp_path: Path) -> 
     meta = _meta(out)
     assert meta["precision"] == "int8" and meta["compression"]["quantization"] == "dynamic"
     assert meta["compression"]["agreement"] >= 0.9
+    import onnx
+
+    int8_inputs = [i for n in onnx.load(str(out / "model" / "model.onnx")).graph.node if n.op_type == "MatMulInteger" for i in n.input]
+    assert int8_inputs and not any("classifier" in i or "pooler" in i for i in int8_inputs)  # head in fp32
     rows = toy_rows(100, seed=7)
     texts = [r["text"] for r in rows]
     ours, ref = _logits(artifacts.load(out), texts), _logits(artifacts.load(run), texts)
     assert (ours.argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
+def test_onnx_accuracy_aware_int8_puts_weight_matrices_back_in_fp32(run: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    from lmforge.compression import onnx as onnx_mod
+
+    fp32 = compress(run, tmp_path / "fp32", {"method": "onnx", "onnx": {"precision": "fp32"}}) / "model" / "model.onnx"
+    modules = onnx_mod.weight_matmuls(fp32)
+    # 2 layers x (query, key, value, attention output, intermediate, output); the head and pooler are found by their weights.
+    assert len(modules) == 12 and "bert.encoder.layer.1.output.dense" in modules.values()
+    assert len(onnx_mod._head_nodes(fp32)) == 4 and not set(onnx_mod._head_nodes(fp32)) & set(modules)
+    # The bounds fail twice, then hold: two matrices go back to fp32, the most sensitive first, and are recorded.
+    verdicts = iter([False, False, True])
+    monkeypatch.setattr(onnx_mod, "within", lambda *args: next(verdicts))
+    out = compress(run, tmp_path / "aware", {"method": "onnx", "onnx": {"min_agreement": 0.99}})
+    record = _meta(out)["compression"]
+    assert len(record["fallback_fp32"]) == 2 and set(record["fallback_fp32"]) <= set(modules.values())
+    graph = onnx.load(str(out / "model" / "model.onnx")).graph
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 10
+    monkeypatch.undo()
+    # Real bounds: agreement 1.0 holds at the latest once every matrix is back in fp32.
+    out = compress(run, tmp_path / "exact", {"method": "onnx", "onnx": {"min_agreement": 1.0}})
+    record = _meta(out)["compression"]
+    assert record["agreement"] == 1.0 and record["min_agreement"] == 1.0 and set(record["fallback_fp32"]) <= set(modules.values())
 
 
 def test_onnx_static_int8_with_a_calibration_file(run: Path, tmp_path: Path) -> None:

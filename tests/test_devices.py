@@ -41,6 +41,12 @@ def test_the_environment_forces_either_way(fresh: pytest.MonkeyPatch) -> None:
     assert devices.cpu_bf16() == (True, "LMFORGE_CPU_BF16=1")
     assert devices.inference_dtype("cpu") is torch.bfloat16
     assert "bf16" in devices.describe_precision("cpu")
+    with devices.exact_inference():  # references that compression is measured against stay fp32
+        assert devices.inference_dtype("cpu") is None
+        with devices.exact_inference():
+            pass
+        assert devices.inference_dtype("cpu") is None
+    assert devices.inference_dtype("cpu") is torch.bfloat16
 
 
 def test_bf16_inference_agrees_with_fp32(fresh: pytest.MonkeyPatch, tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from functools import cache
@@ -21,6 +22,7 @@ import torch
 log = logging.getLogger("lmforge")
 # Set to 0 or 1 to force fp32 or bf16 on the CPU (tests pin fp32 so their numbers do not depend on the machine).
 CPU_BF16_ENV = "LMFORGE_CPU_BF16"
+_EXACT = threading.local()
 
 
 def default_device(requested: str | None = None) -> str:
@@ -76,8 +78,21 @@ def cpu_has_fast_bf16() -> bool:
     return cpu_bf16()[0]
 
 
+@contextlib.contextmanager
+def exact_inference() -> Iterator[None]:
+    """Run inference in this thread in fp32 whatever the hardware favours: references that other precisions are measured against."""
+    previous = getattr(_EXACT, "on", False)
+    _EXACT.on = True
+    try:
+        yield
+    finally:
+        _EXACT.on = previous
+
+
 def inference_dtype(device: str | torch.device) -> torch.dtype | None:
     """The autocast dtype for inference on ``device``: bf16 on AMX CPUs and bf16-capable GPUs, else None (fp32)."""
+    if getattr(_EXACT, "on", False):
+        return None
     kind = torch.device(device).type
     if kind == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else None

@@ -26,7 +26,9 @@ def add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-samples", type=int, help="seeded subset of the validation data")
     p.add_argument("--epochs", type=float, help="epochs of recovery fine-tuning or distillation")
     p.add_argument("--device", help="cpu, cuda... (default: the GPU when there is one)")
-    p.add_argument("--max-drop", type=float, help="quantize: largest accuracy loss (0.01 = one point); layers fall back to fp32")
+    p.add_argument("--max-drop", type=float, help="quantize, onnx int8: largest accuracy loss (0.01 = one point); layers fall back to fp32")
+    p.add_argument("--min-agreement", type=float,
+                   help="quantize, onnx int8: least share of predictions equal to the fp32 model's (0.99); layers fall back to fp32")
     p.add_argument("--precision", choices=["fp32", "int8", "fp16"], help="onnx: weights of the graph (default int8)")
     p.add_argument("--calibration", help="onnx: texts that calibrate static int8 quantization")
     p.add_argument("--optimization", choices=["none", "basic", "extended", "all"], help="onnx: graph optimization level")
@@ -44,8 +46,9 @@ def add_compress(sub: argparse._SubParsersAction) -> None:
 def compress_options(args: argparse.Namespace) -> dict[str, Any]:
     """The config entries the flags set (flags left out keep the config's defaults)."""
     sections = {
-        "quantize": {"max_drop": args.max_drop},
-        "onnx": {"precision": args.precision, "calibration": args.calibration, "optimization": args.optimization},
+        "quantize": {"max_drop": args.max_drop, "min_agreement": args.min_agreement},
+        "onnx": {"max_drop": args.max_drop, "min_agreement": args.min_agreement, "precision": args.precision,
+                 "calibration": args.calibration, "optimization": args.optimization},
         "prune": {"heads": args.heads, "layers": args.drop_layers, "sparsity": args.sparsity},
         "distill": {"layers": args.layers, "student": args.student, "temperature": args.temperature, "alpha": args.alpha,
                     "hidden_weight": args.hidden_weight, "transfer": args.transfer},

@@ -20,6 +20,8 @@ class QuantizeOptions(Section):
         description="Largest loss of the run's metric allowed (0.01 = one point of accuracy): layers fall back to fp32, "
                     "most sensitive first, until it holds; no check when absent.")
     per_channel: bool = Field(True, description="One int8 scale per output channel of each weight (else one per matrix).")
+    min_agreement: float | None = Field(None, ge=0.0, le=1.0,
+        description="Least share of validation predictions equal to the fp32 model's (0.99); layers fall back to fp32 like max_drop.")
     keep: list[str] = Field(default_factory=list, description="Module names kept in fp32 besides the task head.")
     sample: int = Field(256, ge=8, description="Validation examples that rank layers by how much int8 changes the outputs.")
 
@@ -34,6 +36,12 @@ class OnnxOptions(Section):
     fuse: bool = Field(True, description="Fuse attention, layer norm and GELU with ONNX Runtime's transformer optimizer.")
     opset: int = Field(18, ge=14, le=23, description="ONNX opset of the export.")
     calibration_samples: int = Field(256, ge=8, description="Texts of the calibration file used for static quantization.")
+    max_drop: float | None = Field(None, ge=0.0, le=1.0,
+        description="int8: largest loss of the run's metric allowed; weight matrices fall back to fp32, most sensitive first, "
+                    "until it holds; no check when absent.")
+    min_agreement: float | None = Field(None, ge=0.0, le=1.0,
+        description="int8: least share of validation predictions equal to the PyTorch model's (0.99), held the same way.")
+    sample: int = Field(256, ge=8, description="Validation examples that rank weight matrices by how much int8 changes the outputs.")
 
 
 class PruneOptions(Section):

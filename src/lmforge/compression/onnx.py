@@ -3,7 +3,10 @@
 The graph comes from ``torch.onnx.export`` (the torch.export-based exporter, dynamic batch and
 sequence length); ONNX Runtime's transformer optimizer fuses attention, layer norm and GELU;
 ``onnxruntime.quantization`` makes int8 weights (dynamic, or static with a calibration file),
-leaving the task head in fp32. ``tokenizer.json`` and ``config.json`` (with the label names)
+leaving the task head in fp32. With ``onnx.max_drop`` or ``onnx.min_agreement`` the int8 graph is
+measured on validation data against the PyTorch model and, while it misses, weight matrices go
+back to fp32 one at a time, the one whose int8 version moves the logits most first (as
+``--method quantize`` does for PyTorch); what was kept is recorded. ``tokenizer.json`` and ``config.json`` (with the label names)
 go beside ``model.onnx``; the graph optimization level is recorded and used when it runs.
 """
 
@@ -13,7 +16,7 @@ import contextlib
 import logging
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +27,17 @@ from torch import nn
 from lmforge.artifacts import input_examples
 from lmforge.artifacts.compressed import ONNX_FILE, OnnxModel, onnx_session, save_compressed
 from lmforge.compression.config import CompressConfig, OnnxOptions
-from lmforge.compression.source import Parent, headline, log_cost, split_of, validation_examples
+from lmforge.compression.source import Parent, agreement_of, headline, log_cost, split_of, validation_examples, within
 from lmforge.data.batching import eval_batches
 from lmforge.data.dataset import Split
 from lmforge.data.pipeline import read_examples
+from lmforge.devices import exact_inference
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.models.build import quiet_transformers
 from lmforge.tasks.base import task_logits
 
 log = logging.getLogger("lmforge.compress")
-# Nodes of the task head and pooler, by the module path the exporter writes into their names.
+# The task head and pooler, by the module path in their node or weight names.
 HEAD_NODES = ("classifier", "pooler", "score")
 
 
@@ -91,9 +95,36 @@ def fuse(path: Path, out: Path, model_type: str) -> bool:
 
 
 def _head_nodes(path: Path) -> list[str]:
+    """Nodes of the task head and pooler: named after them, or reading their weights (the exporter may name nodes generically)."""
     onnx, _ = _onnx_tools()
     graph = onnx.load(str(path), load_external_data=False).graph
-    return [n.name for n in graph.node if any(h in n.name for h in HEAD_NODES)]
+    head = [n for n in graph.node if any(h in n.name or any(h in i for i in n.input) for h in HEAD_NODES)]
+    # The quantizer rewrites a Gemm as a MatMul named "<gemm>_MatMul" before it quantizes: exclude both names.
+    return [name for n in head for name in ((n.name, f"{n.name}_MatMul") if n.op_type == "Gemm" else (n.name,))]
+
+
+def weight_matmuls(path: Path) -> dict[str, str]:
+    """Node -> module of every MatMul with a weight matrix, outside the head: the modules int8 can quantize.
+
+    A node is named after the bias added to its output (``bert.encoder.layer.0.output.dense``), or keeps
+    its own name when the exporter left none to read.
+    """
+    onnx, _ = _onnx_tools()
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    head = set(_head_nodes(path))
+    found = {}
+    for node in graph.node:
+        if node.op_type != "MatMul" or len(node.input) < 2 or node.input[1] not in weights or node.name in head:
+            continue
+        biases = [i for r in readers.get(node.output[0], []) for i in r.input
+                  if i in weights and i.endswith(".bias") and "LayerNorm" not in i]
+        found[node.name] = biases[0].removesuffix(".bias") if biases else node.name
+    return found
 
 
 class CalibrationReader:
@@ -111,11 +142,11 @@ class CalibrationReader:
         return self.batches
 
 
-def quantize_graph(path: Path, out: Path, opts: OnnxOptions, calibration: Split | None) -> str:
-    """int8 weights for every MatMul outside the task head: dynamic, or static calibrated on ``calibration``."""
+def quantize_graph(path: Path, out: Path, opts: OnnxOptions, calibration: Split | None, keep: Sequence[str] = ()) -> str:
+    """int8 weights for every MatMul outside the task head and ``keep``: dynamic, or static calibrated on ``calibration``."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static  # optional: lmforge[export]
 
-    exclude = _head_nodes(path)
+    exclude = _head_nodes(path) + list(keep)
     if calibration is None:
         quantize_dynamic(str(path), str(out), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
         return "dynamic"
@@ -150,8 +181,8 @@ def _calibration(opts: OnnxOptions, predictor: Any) -> Split | None:
     return split_of(predictor.task, predictor.tokenizer, predictor.data, predictor.labels, "calibration", (examples, None))
 
 
-def _graph(model: nn.Module, predictor: Any, work: Path, opts: OnnxOptions, calibration: Split | None) -> tuple[Path, dict[str, Any]]:
-    """The final graph in ``work`` and how it was made."""
+def _graph(model: nn.Module, predictor: Any, work: Path, opts: OnnxOptions) -> tuple[Path, dict[str, Any]]:
+    """The float graph in ``work`` (fused, fp16 when asked) and how it was made; int8 is made from it by the caller."""
     # The graph takes exactly what lmforge feeds the model (segment ids only for sentence pairs).
     texts = ["a sample input", "another"]
     examples = input_examples(predictor.data, texts, texts if predictor.data.text_pair_column else None)
@@ -161,17 +192,22 @@ def _graph(model: nn.Module, predictor: Any, work: Path, opts: OnnxOptions, cali
     info: dict[str, Any] = {"fused": False}
     if opts.fuse and fuse(path, work / "fused.onnx", model_type):
         path, info["fused"] = work / "fused.onnx", True
-    if opts.precision == "int8":
-        info["quantization"] = quantize_graph(path, work / "int8.onnx", opts, calibration)
-        path = work / "int8.onnx"
-    elif opts.precision == "fp16":
+    if opts.precision == "fp16":
         to_fp16(path, work / "fp16.onnx", model_type)
         path = work / "fp16.onnx"
     return path, info
 
 
 def export(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
-    """Export the parent classifier to ONNX under ``staging/model`` and measure what it costs on validation data."""
+    """Export the parent classifier to ONNX under ``staging/model`` and measure what it costs on validation data.
+
+    The PyTorch model is the fp32 reference (no bf16 autocast, whatever the CPU), as the graph holds its fp32 weights.
+    """
+    with exact_inference():
+        return _export(parent, staging, cfg)
+
+
+def _export(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
     opts = cfg.onnx
     predictor = parent.load("cpu")
     calibration = _calibration(opts, predictor)
@@ -179,34 +215,111 @@ def export(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
     out.mkdir(parents=True)
     work.mkdir()
     with quiet_tools():
-        graph, info = _graph(predictor.model, predictor, work, opts, calibration)
+        graph, info = _graph(predictor.model, predictor, work, opts)
+    validation = _validation(parent, predictor, cfg, required=opts.precision == "int8" and _targets(opts))
+    if opts.precision == "int8":
+        with quiet_tools():
+            graph, info["quantization"], info["fallback_fp32"] = _int8(graph, work, opts, calibration, predictor, validation,
+                                                                       cfg.batch_size)
     shutil.move(str(graph), out / ONNX_FILE)
     shutil.rmtree(work)
     with quiet_transformers():
         predictor.tokenizer.save_pretrained(out)
         predictor.model.config.save_pretrained(out)
-    record = _measure(parent, predictor, out, cfg)
+    record = _measure(predictor, out / ONNX_FILE, validation, cfg)
     log.info("ONNX %s graph: %.1f MB", opts.precision, (out / ONNX_FILE).stat().st_size / 1e6)
     return save_compressed(out, parent.meta, parent.path, "onnx", "onnx", precision=opts.precision, opset=opts.opset,
                            graph_optimization=opts.optimization, file=ONNX_FILE, compression={**info, **record})
 
 
-def _measure(parent: Parent, predictor: Any, out: Path, cfg: CompressConfig) -> dict[str, Any]:
-    """Metric of the PyTorch model and of the graph on validation data, and how often they agree."""
+def _targets(opts: OnnxOptions) -> bool:
+    return opts.max_drop is not None or opts.min_agreement is not None
+
+
+class _Validation:
+    """Validation data tokenized once, with the PyTorch model's logits and metric on it."""
+
+    def __init__(self, predictor: Any, examples: Any, targets: np.ndarray, batch_size: int) -> None:
+        task, labels = predictor.task, predictor.labels
+        self.examples, self.targets = examples, targets
+        self.split = split_of(task, predictor.tokenizer, predictor.data, labels, "validation", (examples, targets))
+        self.reference = task_logits(task, predictor.model.eval(), self.split, batch_size)
+        self.metric, self.before = headline(task, task.metrics(self.reference, targets, labels))
+
+
+def _validation(parent: Parent, predictor: Any, cfg: CompressConfig, required: bool) -> _Validation | None:
     try:
         examples, targets = validation_examples(parent, cfg.data, cfg.eval_samples, cfg.train_data)
     except LmforgeError as exc:
+        if required:
+            raise LmforgeError(f"onnx.max_drop and onnx.min_agreement are measured on validation data: {exc}") from None
         log.warning("not measured on validation data: %s", exc)
+        return None
+    return _Validation(predictor, examples, targets, cfg.batch_size)
+
+
+def _scores(predictor: Any, graph: Path, examples: Any, opts: OnnxOptions, batch_size: int) -> np.ndarray:
+    """Logits of ``graph`` for ``examples``, run as the saved run will run it."""
+    session = onnx_session(graph, opts.optimization)
+    model = OnnxModel(graph.parent, session, predictor.tokenizer, predictor.task, predictor.labels, predictor.data)
+    return model.scores(examples, None, batch_size)
+
+
+def _int8(fp32: Path, work: Path, opts: OnnxOptions, calibration: Split | None, predictor: Any,
+          validation: _Validation | None, batch_size: int) -> tuple[Path, str, list[str]]:
+    """The int8 graph; with ``max_drop``/``min_agreement``, weight matrices back in fp32 until they hold."""
+    out = work / "int8.onnx"
+    scheme = quantize_graph(fp32, out, opts, calibration)
+    if validation is None or not _targets(opts):
+        return out, scheme, []
+    task, labels, v = predictor.task, predictor.labels, validation
+
+    def holds(graph: Path, what: str) -> bool:
+        logits = _scores(predictor, graph, v.examples, opts, batch_size)
+        after = headline(task, task.metrics(logits, v.targets, labels))[1]
+        agreement = agreement_of(logits, v.reference)
+        log_cost(what, v.metric, v.before, after)
+        log.info("agreement with the PyTorch model: %.4f", agreement)
+        return within(opts, v.metric, v.before, after, agreement)
+
+    if holds(out, "int8"):
+        return out, scheme, []
+    modules = weight_matmuls(fp32)
+    kept: list[str] = []
+    for node in _sensitivity(fp32, work, opts, calibration, predictor, v, list(modules), batch_size):
+        kept.append(node)
+        quantize_graph(fp32, out, opts, calibration, kept)
+        if holds(out, f"{modules[node]} back in fp32"):
+            break
+    else:
+        log.warning("every weight matrix is back in fp32 and the bounds still do not hold; the graph is in effect fp32")
+    return out, scheme, [modules[n] for n in kept]
+
+
+def _sensitivity(fp32: Path, work: Path, opts: OnnxOptions, calibration: Split | None, predictor: Any, v: _Validation,
+                 nodes: list[str], batch_size: int) -> list[str]:
+    """``nodes`` ordered by how much quantizing each one alone moves the logits on a sample of the validation data (most first)."""
+    pick = np.sort(np.random.default_rng(0).permutation(len(v.examples))[:opts.sample])
+    examples, reference = v.examples.subset(pick), v.reference[pick]
+    change = {}
+    alone = work / "one.onnx"
+    for node in nodes:
+        quantize_graph(fp32, alone, opts, calibration, [n for n in nodes if n != node])
+        change[node] = float(np.abs(_scores(predictor, alone, examples, opts, batch_size) - reference).mean())
+    alone.unlink(missing_ok=True)
+    return sorted(nodes, key=change.get, reverse=True)
+
+
+def _measure(predictor: Any, graph: Path, validation: _Validation | None, cfg: CompressConfig) -> dict[str, Any]:
+    """Metric of the PyTorch model and of the graph on validation data, and how often they agree."""
+    if validation is None:
         return {}
-    task, labels = predictor.task, predictor.labels
-    split = split_of(task, predictor.tokenizer, predictor.data, labels, "validation", (examples, targets))
-    reference = task_logits(task, predictor.model.eval(), split, cfg.batch_size)
-    graph = OnnxModel(out, onnx_session(out / ONNX_FILE, cfg.onnx.optimization), predictor.tokenizer, task, labels, predictor.data)
-    logits = graph.scores(examples, targets, cfg.batch_size)
-    metric, before = headline(task, task.metrics(reference, targets, labels))
-    after = headline(task, task.metrics(logits, targets, labels))[1]
-    log_cost(f"ONNX {cfg.onnx.precision}", metric, before, after)
-    agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
-    log.info("agreement with the PyTorch model: %.4f; largest logit difference %.4g", agreement, float(np.abs(logits - reference).max()))
-    return {"metric": metric, "before": before, "after": after, "agreement": agreement,
-            "max_abs_diff": float(np.abs(logits - reference).max())}
+    v = validation
+    logits = _scores(predictor, graph, v.examples, cfg.onnx, cfg.batch_size)
+    after = headline(predictor.task, predictor.task.metrics(logits, v.targets, predictor.labels))[1]
+    log_cost(f"ONNX {cfg.onnx.precision}", v.metric, v.before, after)
+    agreement = agreement_of(logits, v.reference)
+    log.info("agreement with the PyTorch model: %.4f; largest logit difference %.4g", agreement, float(np.abs(logits - v.reference).max()))
+    return {"metric": v.metric, "before": v.before, "after": after, "agreement": agreement,
+            "max_abs_diff": float(np.abs(logits - v.reference).max()), "max_drop": cfg.onnx.max_drop,
+            "min_agreement": cfg.onnx.min_agreement}

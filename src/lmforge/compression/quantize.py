@@ -1,9 +1,10 @@
 """``compress --method quantize``: int8 PyTorch models that keep their accuracy.
 
 Classifiers get dynamic int8 quantization with one scale per output channel; the task head and
-pooler stay in fp32 (embeddings are lookups, never quantized). With ``quantize.max_drop`` the
-cost is measured on validation data and, while it is too high, layers go back to fp32 one by
-one, the one whose int8 version changes the outputs most first; what was kept is recorded.
+pooler stay in fp32 (embeddings are lookups, never quantized). With ``quantize.max_drop`` (or
+``quantize.min_agreement``) the cost is measured on validation data and, while it is too high,
+layers go back to fp32 one by one, the one whose int8 version changes the outputs most first;
+what was kept is recorded.
 
 Causal LMs get int8 weight-only quantization (the output layer, tied to the embeddings, stays):
 decoding reads a quarter of the weight bytes per token, and perplexity barely moves.
@@ -24,8 +25,9 @@ from torch import nn
 from lmforge.artifacts import LanguageModel
 from lmforge.artifacts.compressed import INT8_FILE, save_compressed
 from lmforge.compression.config import CompressConfig
-from lmforge.compression.source import Parent, headline, log_cost, loss_of, split_of, validation_examples
+from lmforge.compression.source import Parent, agreement_of, headline, log_cost, split_of, validation_examples, within
 from lmforge.data.dataset import Split
+from lmforge.devices import exact_inference
 from lmforge.errors import ConfigError
 from lmforge.models.build import quiet_transformers
 from lmforge.models.heads import head_modules
@@ -45,31 +47,31 @@ def sensitivity(model: nn.Module, names: list[str], task: Task, split: Split, re
     return sorted(names, key=change.get, reverse=True)
 
 
-def _agreement(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a.argmax(-1) == b.argmax(-1)).mean()) if a.ndim == 2 and a.shape[1] > 1 else float("nan")
-
-
 def _fall_back(model: nn.Module, names: list[str], task: Task, split: Split, labels: Any, cfg: CompressConfig,
-               before: float, metric: str) -> tuple[nn.Module, list[str], float]:
-    """Quantize ``names``; while the metric drops more than ``max_drop``, keep one more layer in fp32."""
+               before: float, metric: str, reference: np.ndarray) -> tuple[nn.Module, list[str], float, float]:
+    """Quantize ``names``; while ``max_drop`` or ``min_agreement`` does not hold, keep one more layer in fp32."""
     opts = cfg.quantize
-    reference = task_logits(task, model, split, cfg.batch_size)
+
+    def measure(model: nn.Module, what: str) -> tuple[float, float]:
+        logits = task_logits(task, model, split, cfg.batch_size)
+        after = headline(task, task.metrics(logits, split.targets, labels))[1]
+        log_cost(what, metric, before, after)
+        return after, agreement_of(logits, reference)
+
     quantized = dynamic_int8(model, names, opts.per_channel)
-    after = headline(task, task.metrics(task_logits(task, quantized, split, cfg.batch_size), split.targets, labels))[1]
-    log_cost("int8", metric, before, after)
+    after, agreement = measure(quantized, "int8")
     kept: list[str] = []
-    if opts.max_drop is None or loss_of(metric, before, after) <= opts.max_drop:
-        return quantized, kept, after
+    if within(opts, metric, before, after, agreement):
+        return quantized, kept, after, agreement
     pick = np.sort(np.random.default_rng(0).permutation(len(split))[:opts.sample])
     sample = Split(split.name, split.examples.subset(pick), split.encoded.take(pick), split.targets[pick], split.pad_id)
     for name in sensitivity(model, names, task, sample, reference[pick], opts.per_channel):
         kept.append(name)
         quantized = dynamic_int8(model, [n for n in names if n not in kept], opts.per_channel)
-        after = headline(task, task.metrics(task_logits(task, quantized, split, cfg.batch_size), split.targets, labels))[1]
-        log_cost(f"{name} back in fp32", metric, before, after)
-        if loss_of(metric, before, after) <= opts.max_drop:
+        after, agreement = measure(quantized, f"{name} back in fp32")
+        if within(opts, metric, before, after, agreement):
             break
-    return quantized, kept, after
+    return quantized, kept, after, agreement
 
 
 def quantize_classifier(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
@@ -82,12 +84,11 @@ def quantize_classifier(parent: Parent, staging: Path, cfg: CompressConfig) -> P
                      validation_examples(parent, cfg.data, cfg.eval_samples, cfg.train_data))
     reference = task_logits(task, model, split, cfg.batch_size)
     metric, before = headline(task, task.metrics(reference, split.targets, labels))
-    quantized, kept, after = _fall_back(model, names, task, split, labels, cfg, before, metric)
-    agreement = _agreement(task_logits(task, quantized, split, cfg.batch_size), reference)
+    quantized, kept, after, agreement = _fall_back(model, names, task, split, labels, cfg, before, metric, reference)
     log.info("int8: %d linear layers quantized, %d kept in fp32 (%s); agreement with fp32 %.4f",
              len(names) - len(kept), len(fp32) + len(kept), ", ".join(fp32 + kept), agreement)
     record = {"metric": metric, "before": before, "after": after, "agreement": agreement, "max_drop": cfg.quantize.max_drop,
-              "fallback_fp32": kept}
+              "min_agreement": cfg.quantize.min_agreement, "fallback_fp32": kept}
     out = _write_int8(staging / "model", quantized, predictor.tokenizer)
     extra = {"pruned_heads": parent.meta["pruned_heads"]} if "pruned_heads" in parent.meta else {}
     return save_compressed(out, parent.meta, parent.path, "quantize", "int8", scheme="dynamic", auto_model=task.auto_model,
@@ -131,13 +132,17 @@ def quantize_generator(parent: Parent, staging: Path, cfg: CompressConfig) -> Pa
 
 def check(parent: Parent, cfg: CompressConfig) -> None:
     """Refuse, before any work, options that do not apply to the run."""
-    if parent.kind == "generator" and cfg.quantize.max_drop is not None:
-        raise ConfigError("quantize.max_drop applies to classifiers; for a language model compare perplexity with --data FILE")
+    if parent.kind == "generator" and (cfg.quantize.max_drop is not None or cfg.quantize.min_agreement is not None):
+        raise ConfigError("quantize.max_drop and quantize.min_agreement apply to classifiers; for a language model compare "
+                          "perplexity with --data FILE")
 
 
 def quantize(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
-    """Quantize the parent run: weight-only for language models, dynamic (accuracy-aware) for classifiers."""
-    with torch.inference_mode():
+    """Quantize the parent run: weight-only for language models, dynamic (accuracy-aware) for classifiers.
+
+    Measured against the fp32 model (no bf16 autocast, whatever the CPU): agreement is with fp32.
+    """
+    with torch.inference_mode(), exact_inference():
         if parent.kind == "generator":
             return quantize_generator(parent, staging, cfg)
         return quantize_classifier(parent, staging, cfg)

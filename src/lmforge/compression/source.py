@@ -258,6 +258,18 @@ def loss_of(name: str, before: float, after: float) -> float:
     return after - before if lower_better else before - after
 
 
+def within(opts: Any, metric: str, before: float, after: float, agreement: float) -> bool:
+    """Whether a quantized model keeps ``opts.max_drop`` and ``opts.min_agreement`` (each checked only when set)."""
+    if opts.max_drop is not None and loss_of(metric, before, after) > opts.max_drop:
+        return False
+    return opts.min_agreement is None or np.isnan(agreement) or agreement >= opts.min_agreement
+
+
+def agreement_of(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Share of examples whose predicted class is the reference's (NaN for one-output models)."""
+    return float((logits.argmax(-1) == reference.argmax(-1)).mean()) if logits.ndim == 2 and logits.shape[1] > 1 else float("nan")
+
+
 def log_cost(what: str, name: str, before: float, after: float) -> None:
     """One log line with the metric before and after a step."""
     log.info("%s: %s %.4f -> %.4f (%+.2f points)", what, name, before, after, 100 * (after - before))
