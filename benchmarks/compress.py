@@ -7,7 +7,8 @@ the script times on the same dev sentences:
 
 - transformers ``pipeline("text-classification", batch_size=32)`` on the uncompressed model (the baseline);
 - the same model through lmforge (PyTorch fp32, and bf16 autocast where the CPU has AMX);
-- ``lmforge compress --method onnx`` (int8), ``--method quantize`` (PyTorch int8), ``--method distill
+- ``lmforge compress --method onnx`` (int8), the same with ``--min-agreement 0.99`` (weight matrices back in
+  fp32, most sensitive first, until 99% of the run's validation predictions match), ``--method quantize`` (PyTorch int8), ``--method distill
   --layers 4``, ``--method prune --heads 0.4``, each loaded with ``lmforge.load`` and run by its ``predict``
   at batch 32.
 
@@ -108,6 +109,7 @@ def classifiers(teacher: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     budget = {"train_samples": args.train_samples}
     runs = {"onnx_int8": compressed(teacher, "onnx-int8", {"method": "onnx"}),
+            "onnx_int8_aware": compressed(teacher, "onnx-int8-aware", {"method": "onnx", "onnx": {"min_agreement": 0.99}}),
             "torch_int8": compressed(teacher, "torch-int8", {"method": "quantize", "quantize": {"max_drop": 0.005}}),
             "student": compressed(teacher, "student4", {"method": "distill", "distill": {"layers": 4},
                                                          "train": {"epochs": args.distill_epochs}, **budget}),
@@ -132,6 +134,12 @@ def classifiers(teacher: Path, args: argparse.Namespace) -> dict[str, Any]:
         "pipeline_sps": sps["pipeline"], "onnx_int8_sps": sps["onnx_int8"], "onnx_int8_ratio": sps["onnx_int8"] / sps["pipeline"],
         "onnx_int8_agreement": float((preds["onnx_int8"] == preds["teacher"]).mean()),
         "onnx_int8_acc_drop": acc["teacher"] - acc["onnx_int8"],
+        "onnx_int8_aware_sps": sps["onnx_int8_aware"], "onnx_int8_aware_ratio": sps["onnx_int8_aware"] / sps["pipeline"],
+        "onnx_int8_aware_agreement": float((preds["onnx_int8_aware"] == preds["teacher"]).mean()),
+        "onnx_int8_aware_acc_drop": acc["teacher"] - acc["onnx_int8_aware"],
+        "onnx_int8_aware_fallback": meta["onnx_int8_aware"]["compression"]["fallback_fp32"],
+        "onnx_int8_validation_agreement": meta["onnx_int8"]["compression"]["agreement"],
+        "onnx_int8_aware_validation_agreement": meta["onnx_int8_aware"]["compression"]["agreement"],
         "student_speedup": sps["student"] / sps["teacher"], "student_acc_drop": acc["teacher"] - acc["student"],
         "pruned_heads_share": meta["pruned"]["compression"]["pruned_heads_share"],
         "pruned_acc_drop": acc["teacher"] - acc["pruned"], "pruned_speedup": sps["pruned"] / sps["teacher"],

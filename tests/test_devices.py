@@ -42,7 +42,7 @@ def test_the_environment_forces_either_way(fresh: pytest.MonkeyPatch) -> None:
     assert devices.inference_dtype("cpu") is torch.bfloat16
     assert "bf16" in devices.describe_precision("cpu")
     with devices.exact_inference():  # references that compression is measured against stay fp32
-        assert devices.inference_dtype("cpu") is None
+        assert devices.inference_dtype("cpu") is None and "exact" in devices.describe_precision("cpu")
         with devices.exact_inference():
             pass
         assert devices.inference_dtype("cpu") is None

@@ -116,5 +116,7 @@ def describe_precision(device: str | torch.device) -> str:
     """One line for the log: the inference precision on ``device`` and why."""
     dtype = inference_dtype(device)
     name = "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16")
+    if getattr(_EXACT, "on", False):
+        return "fp32 (an exact reference: compression is measured against it)"
     why = cpu_bf16()[1] if torch.device(device).type == "cpu" else "GPU"
     return f"{name} ({why})"
