@@ -21,11 +21,11 @@ from lmforge.serving.config import ServeConfig  # noqa: E402
 from lmforge.serving.http import create_app  # noqa: E402
 
 from lmforge_monitor.config import MonitorConfig  # noqa: E402
-from lmforge_monitor.entities import Watchlist  # noqa: E402
+from lmforge_monitor.entities import Candidates, Watchlist  # noqa: E402
 from lmforge_monitor.pipeline import Monitor  # noqa: E402
 from lmforge_monitor.sentiment import Scorer  # noqa: E402
 from lmforge_monitor.web import build_router  # noqa: E402
-from monitor_fakes import keyword_scores, make_config  # noqa: E402
+from monitor_fakes import FakeNer, keyword_scores, make_config  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("LMFORGE_SHARED_DATA") or Path(__file__).resolve().parents[3].parent / "shared" / "data")
 APP = Path(__file__).resolve().parents[1]
@@ -78,6 +78,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     ingest_only = create_key(keys, "pusher", endpoints=["ingest"], rate=0)
     serve_cfg = ServeConfig(models={"sentiment": "minilm-l6"}, auth={"keys": str(keys)})
     engine = Engine.from_config(serve_cfg, start=False)
-    monitor = Monitor(cfg, Scorer(keyword_scores, batch=8), Watchlist.from_yaml(cfg.path(cfg.paths.watchlist)))
+    watchlist = Watchlist.from_yaml(cfg.path(cfg.paths.watchlist))
+    monitor = Monitor(cfg, Scorer(keyword_scores, batch=8), watchlist, candidates=Candidates(FakeNer(), watchlist, ["ORG"]))
     with Served(create_app(engine, serve_cfg, extra_routers=[build_router(monitor)])) as server:
         yield {"url": server.url, "key": key, "ingest_key": ingest_only, "monitor": monitor}

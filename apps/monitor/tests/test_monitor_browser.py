@@ -48,7 +48,7 @@ def test_the_dashboard_shows_series_items_and_alerts_without_console_errors(fill
             page.click("#keyform button")
             page.wait_for_selector("#alerts li.alert", timeout=15_000)
             assert page.locator("#sentiment circle").count() >= 10 and page.locator("#volume rect").count() >= 10
-            assert page.locator("#items li").count() == 30
+            assert page.locator("#items li").count() == 30 and page.locator("#candidates li").count() >= 1
             page.select_option("#entity", "NOKIA")
             page.wait_for_function("document.querySelectorAll('#alerts li.alert b')[0]?.textContent.startsWith('NOKIA')", timeout=15_000)
             IMAGES.mkdir(parents=True, exist_ok=True)

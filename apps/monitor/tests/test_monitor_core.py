@@ -11,7 +11,7 @@ from lmforge.errors import ConfigError
 from lmforge_monitor import store
 from lmforge_monitor.alerts import evaluate
 from lmforge_monitor.config import IngestConfig, RuleConfig, load_config
-from lmforge_monitor.entities import Watchlist, split_sentences
+from lmforge_monitor.entities import Candidates, Watchlist, split_sentences
 from lmforge_monitor.ingest import Raw, check, parse_time, read_any
 from lmforge_monitor.sentiment import grouped_split
 
@@ -26,6 +26,21 @@ def test_watchlist_matches_whole_latin_words_chinese_substrings_and_the_longest_
     wl = monitor.watchlist
     found = wl.find(["Nokia's sales grew", "Nokians and NOKIA are not Nokia", "诺基亚股价下跌", "Nokia Siemens Networks cut jobs"])
     assert [(m.ticker, m.sentence) for m in found] == [("NOKIA", 0), ("NOKIA", 1), ("NOKIA", 2), ("NSN", 3)]
+
+
+def test_ner_candidates_are_organizations_the_watchlist_does_not_name(monitor) -> None:
+    from monitor_fakes import FakeNer
+
+    monitor.candidates = Candidates(FakeNer(), monitor.watchlist, ["ORG"], min_score=0.5)
+    result = monitor.ingest([raw("Outotec and Nokia signed a deal in Helsinki. Metso was quiet."),
+                             raw("Outotec profit rose. Outotec shares too.", ts=T0 + 60), raw("Kone grew.", ts=T0 + 120)])
+    assert result.stored == 3
+    with monitor.db.connect() as conn:
+        rows = store.candidate_rows(conn)
+        assert store.counts(conn)["candidates"] == 1
+    # Nokia is on the watchlist, Helsinki is a place, Metso scored under min_score; the same name twice in one item counts once.
+    assert [(r["name"], r["type"], r["items"], r["first_ts"], r["last_ts"]) for r in rows] == [("Outotec", "ORG", 2, T0, T0 + 60)]
+    assert rows[0]["example"] == "Outotec profit rose."
 
 
 def test_sentences_split_on_latin_and_chinese_stops_but_not_inside_numbers() -> None:

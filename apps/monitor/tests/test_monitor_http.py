@@ -46,3 +46,13 @@ def test_bad_pushed_items_are_counted_not_fatal_and_the_page_needs_no_key(served
     page = httpx.get(served["url"] + "/monitor", timeout=30)
     assert page.status_code == 200 and "/monitor/static/app.js" in page.text
     assert httpx.get(served["url"] + "/monitor/static/app.js", timeout=30).status_code == 200
+
+
+def test_candidates_list_organizations_outside_the_watchlist(served: dict[str, Any]) -> None:
+    items = [{"timestamp": T0 + 7200 + i, "text": f"Wartsila won an order with Kone ({i}).", "source": "push"} for i in range(3)]
+    assert call(served, "POST", "/v1/monitor/ingest", json={"items": items}).json()["stored"] == 3
+    found = call(served, "GET", "/v1/monitor/candidates?limit=5").json()
+    assert found["ner"] is True
+    assert {c["name"]: c["items"] for c in found["candidates"]}["Wartsila"] == 3
+    assert "Kone" not in {c["name"] for c in found["candidates"]}
+    assert call(served, "GET", "/v1/monitor/candidates", key="ingest_key").status_code == 403

@@ -17,7 +17,7 @@ from lmforge.serving.http import create_app
 
 from lmforge_monitor import sample, sentiment, store
 from lmforge_monitor.config import MonitorConfig, load_config
-from lmforge_monitor.entities import Watchlist
+from lmforge_monitor.entities import Candidates, Watchlist
 from lmforge_monitor.ingest import read_any
 from lmforge_monitor.pipeline import Monitor
 from lmforge_monitor.replay import parse_speed, replay
@@ -50,11 +50,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_monitor(cfg: MonitorConfig, scorer: sentiment.Scorer | None = None) -> Monitor:
-    """A monitor with the configured store and watchlist (the model trained first if needed)."""
+    """A monitor with the configured store, watchlist and NER run (the sentiment model trained first if needed)."""
     watchlist = Watchlist.from_yaml(cfg.path(cfg.paths.watchlist))
     if scorer is None:
         scorer = sentiment.Scorer.from_run(sentiment.ensure_model(cfg), cfg.model.batch, cfg.model.precision)
-    return Monitor(cfg, scorer, watchlist)
+    e = cfg.entities
+    candidates = Candidates.load(cfg.path(e.ner_run), watchlist, e.types, e.min_score, cfg.model.batch) if e.ner_run else None
+    return Monitor(cfg, scorer, watchlist, candidates=candidates)
 
 
 def sample_stream(cfg: MonitorConfig, out: Path | None = None, source: str | None = None, seed: int = 0) -> Path:

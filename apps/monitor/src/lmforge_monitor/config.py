@@ -36,6 +36,13 @@ class ModelConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Scoring precision; auto: bf16 where the CPU has AMX tiles.")
 
 
+class EntitiesConfig(Section):
+    ner_run: str | None = Field(None, description="A named-entity run (lmforge finetune with task: ner); organizations it finds "
+                                "that the watchlist does not name are listed as candidates. Watchlist only when unset.")
+    types: list[str] = Field(default_factory=lambda: ["ORG"], description="Entity types that count as candidates.")
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="Least mean tag probability of a candidate.")
+
+
 class StoreConfig(Section):
     url: str | None = Field(None, description="SQLAlchemy URL (postgresql+psycopg://...); SQLite file <data_dir>/monitor.db when unset.")
 
@@ -74,6 +81,7 @@ class ServiceConfig(Section):
 class MonitorConfig(Section):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    entities: EntitiesConfig = Field(default_factory=EntitiesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)

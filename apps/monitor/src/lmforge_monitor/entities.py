@@ -1,4 +1,4 @@
-"""The watchlist (YAML: company, ticker, aliases in any language) and its matcher; sentence splitting.
+"""The watchlist (YAML: company, ticker, aliases in any language) and its matcher; NER candidates; sentence splitting.
 
 Latin-script aliases match as whole words (``Nokia`` in ``Nokia's``, not in ``Nokians``); aliases in
 scripts written without spaces (Chinese, Japanese) match as plain substrings, so nothing here assumes
@@ -97,6 +97,10 @@ class Watchlist:
             raise ConfigError(f"{path}: a ticker is listed twice; give each company its own ticker")
         return cls(entities, bool(raw.get("case_sensitive", True)))
 
+    def names_any(self, text: str) -> bool:
+        """Whether ``text`` contains a watchlist name or alias."""
+        return self._regex.search(text) is not None
+
     def find(self, sentences: list[str]) -> list[Mention]:
         """Each (entity, sentence) pair once, at the first place the entity is named in that sentence."""
         found: dict[tuple[str, int], Mention] = {}
@@ -106,3 +110,50 @@ class Watchlist:
                 ticker = self._alias_to_ticker[key]
                 found.setdefault((ticker, i), Mention(ticker, i, m.start(), m.end()))
         return list(found.values())
+
+
+class Candidates:
+    """Organizations a named-entity run finds that the watchlist does not name: companies to consider adding.
+
+    Args:
+        model: What ``lmforge.load`` returns for a ``ner`` run (anything whose ``predict(texts)`` gives
+            ``{"entities": [{"type", "text", "score"...}]}`` per text).
+        watchlist: Entities whose names or aliases occur in a found name are not candidates.
+        types: Entity types kept (``ORG`` for CoNLL-style runs; any type names of the run).
+        min_score: Least mean tag probability of a kept entity.
+        batch: Sentences per model call.
+    """
+
+    def __init__(self, model: Any, watchlist: Watchlist, types: list[str], min_score: float = 0.5, batch: int = 64) -> None:
+        self.model, self.watchlist, self.types, self.min_score, self.batch = model, watchlist, set(types), min_score, batch
+
+    @classmethod
+    def load(cls, run: Path, watchlist: Watchlist, types: list[str], min_score: float = 0.5, batch: int = 64) -> Candidates:
+        """Load a NER run through lmforge.
+
+        Raises:
+            ConfigError: The run is not a named-entity run.
+        """
+        import lmforge
+
+        model = lmforge.load(run)
+        task = model.describe().get("task")
+        if task != "ner":
+            raise ConfigError(f"entities.ner_run {run} is a {task or model.kind} run; give a NER run (task: ner), "
+                              "e.g. one trained with lmforge finetune on CoNLL data")
+        return cls(model, watchlist, types, min_score, batch)
+
+    def find(self, sentences: list[str]) -> list[list[dict[str, str]]]:
+        """Per sentence, its candidates: ``{"name", "key", "type"}`` (``key`` compares names across case and spacing)."""
+        if not sentences:
+            return []
+        found = []
+        for row in self.model.predict(sentences, batch_size=self.batch):
+            kept: dict[str, dict[str, str]] = {}
+            for e in row["entities"]:
+                name = " ".join(e["text"].split())
+                if e["type"] in self.types and (e.get("score") or 0.0) >= self.min_score and len(name) > 1 \
+                        and not self.watchlist.names_any(name):
+                    kept.setdefault(name.lower(), {"name": name[:200], "key": name.lower()[:200], "type": e["type"][:32]})
+            found.append(list(kept.values()))
+        return found

@@ -18,7 +18,7 @@ from typing import Any
 from lmforge_monitor import store
 from lmforge_monitor.alerts import AlertEngine
 from lmforge_monitor.config import MonitorConfig
-from lmforge_monitor.entities import Watchlist, split_sentences
+from lmforge_monitor.entities import Candidates, Watchlist, split_sentences
 from lmforge_monitor.ingest import Clean, Raw, check
 from lmforge_monitor.sentiment import Scorer
 
@@ -54,10 +54,12 @@ class BatchResult:
 class Monitor:
     """Everything between a record and the database: one object per process."""
 
-    def __init__(self, cfg: MonitorConfig, scorer: Scorer, watchlist: Watchlist, engine: Any | None = None) -> None:
+    def __init__(self, cfg: MonitorConfig, scorer: Scorer, watchlist: Watchlist, engine: Any | None = None,
+                 candidates: Candidates | None = None) -> None:
         self.cfg = cfg
         self.scorer = scorer
         self.watchlist = watchlist
+        self.candidates = candidates
         self.db = engine if engine is not None else store.open_store(cfg.store_url)
         self.alerts = AlertEngine(cfg.alerts, list(watchlist.entities))
 
@@ -80,9 +82,14 @@ class Monitor:
         sentences = [split_sentences(c.text) or [c.text] for c in clean]
         flat = [s for group in sentences for s in group]
         scores = self.scorer.score(flat)
+        found = self.candidates.find(flat) if self.candidates is not None else [[] for _ in flat]
         out, pos = [], 0
         for c, group in zip(clean, sentences):
             mine = scores[pos:pos + len(group)]
+            named: dict[str, dict[str, str]] = {}
+            for i, per_sentence in enumerate(found[pos:pos + len(group)]):
+                for cand in per_sentence:
+                    named.setdefault(cand["key"], {**cand, "sentence": group[i][:500]})
             pos += len(group)
             by_entity: dict[str, list[int]] = {}
             for m in self.watchlist.find(group):
@@ -96,7 +103,7 @@ class Monitor:
             value = statistics.fmean(s.value for s in mine)
             label = mine[0].label if len(mine) == 1 else _label(value)
             out.append(store.NewItem(store.content_hash(c.text), c.ts, c.source, c.text, label, round(value, 4),
-                                     c.title, c.url, mentions))
+                                     c.title, c.url, mentions, list(named.values())))
         return out
 
     def ingest(self, records: Iterable[Raw], now: float | None = None, state: tuple[str, Any] | None = None) -> BatchResult:

@@ -1,4 +1,4 @@
-"""The database: items, entity mentions, alerts, rejected input and replay positions (SQLAlchemy Core).
+"""The database: items, entity mentions, NER candidates, alerts, rejected input and replay positions (SQLAlchemy Core).
 
 SQLite by default, PostgreSQL by URL. Times are UTC epoch seconds in integer columns, so the hourly
 and daily aggregates are the same integer arithmetic in every database. An item's key is the
@@ -78,6 +78,18 @@ alerts = Table(
     UniqueConstraint("rule", "entity", "ts"),
     Index("ix_alerts_rule_entity_ts", "rule", "entity", "ts"),
 )
+candidates = Table(
+    "candidates", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("sentence", Text, nullable=False),
+    UniqueConstraint("item_id", "key"),
+    Index("ix_candidates_key", "key"),
+)
 rejects = Table(
     "rejects", metadata,
     Column("id", Integer, primary_key=True),
@@ -111,6 +123,7 @@ class NewItem:
     title: str | None = None
     url: str | None = None
     mentions: Sequence[dict[str, Any]] = ()
+    candidates: Sequence[dict[str, Any]] = ()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -157,7 +170,21 @@ def add_items(conn: Any, engine: Engine, new: Sequence[NewItem], now: int) -> li
         ids.append(item_id)
         if item.mentions:
             conn.execute(insert(mentions), [{**m, "item_id": item_id, "ts": item.ts} for m in item.mentions])
+        if item.candidates:
+            conn.execute(insert(candidates), [{**c, "item_id": item_id, "ts": item.ts} for c in item.candidates])
     return ids
+
+
+def candidate_rows(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """Organizations the NER model found that are not on the watchlist: most items first, with first and last sighting."""
+    query = (select(candidates.c.key, func.min(candidates.c.name), func.min(candidates.c.type), func.count(),
+                    func.min(candidates.c.ts), func.max(candidates.c.ts), func.max(candidates.c.id))
+             .group_by(candidates.c.key).order_by(func.count().desc(), func.max(candidates.c.ts).desc()).limit(limit))
+    rows = conn.execute(query).all()
+    examples = dict(conn.execute(select(candidates.c.id, candidates.c.sentence).where(
+        candidates.c.id.in_([r[6] for r in rows]))).all()) if rows else {}
+    return [{"name": name, "type": kind, "items": n, "first_ts": first, "last_ts": last, "example": examples.get(latest)}
+            for _, name, kind, n, first, last, latest in rows]
 
 
 def add_rejects(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -215,5 +242,6 @@ def counts(conn: Any) -> dict[str, Any]:
     reasons = dict(conn.execute(select(rejects.c.reason, func.count()).group_by(rejects.c.reason)).all())
     return {"items": conn.execute(select(func.count()).select_from(items)).scalar(),
             "mentions": conn.execute(select(func.count()).select_from(mentions)).scalar(),
+            "candidates": conn.execute(select(func.count(func.distinct(candidates.c.key)))).scalar(),
             "alerts": conn.execute(select(func.count()).select_from(alerts)).scalar(),
             "rejected": {k: int(v) for k, v in sorted(reasons.items())}}

@@ -1,6 +1,6 @@
 """HTTP: the monitor's routes on lmforge's service app (same keys, limits, metrics and masked logs), and the dashboard.
 
-``POST /v1/monitor/ingest`` takes pushed items; ``GET /v1/monitor/{entities,series,items,alerts,stats}``
+``POST /v1/monitor/ingest`` takes pushed items; ``GET /v1/monitor/{entities,candidates,series,items,alerts,stats}``
 feed the dashboard at ``GET /monitor`` (a page and a small script; the data routes need a key, which
 the page asks for once and keeps in the browser).
 """
@@ -75,6 +75,13 @@ def build_router(monitor: Monitor) -> APIRouter:
         return [{"ticker": t, "name": e.name, "aliases": list(e.aliases), "mentions": stats.get(t, (0, None))[0],
                  "mean": None if stats.get(t, (0, None))[1] is None else round(stats[t][1], 4)}
                 for t, e in monitor.watchlist.entities.items()]
+
+    @router.get("/v1/monitor/candidates")
+    async def candidate_list(_: Annotated[Caller, Depends(require_key("monitor"))],
+                             limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
+        """Organizations the NER run found that the watchlist does not name (most items first), and whether a NER run is set."""
+        with db.connect() as conn:
+            return {"ner": monitor.candidates is not None, "candidates": store.candidate_rows(conn, limit)}
 
     @router.get("/v1/monitor/series")
     async def series(_: Annotated[Caller, Depends(require_key("monitor"))], entity: str | None = None,

@@ -66,9 +66,17 @@ function itemLine(item) {
 async function refresh() {
   const entity = $("entity").value, bucket = $("bucket").value;
   const query = (entity ? "entity=" + encodeURIComponent(entity) + "&" : "");
-  const [series, items, alerts, stats] = await Promise.all([
+  const [series, items, alerts, stats, found] = await Promise.all([
     get("/v1/monitor/series?" + query + "bucket=" + bucket), get("/v1/monitor/items?" + query + "limit=30"),
-    get("/v1/monitor/alerts?" + query + "limit=30"), get("/v1/monitor/stats")]);
+    get("/v1/monitor/alerts?" + query + "limit=30"), get("/v1/monitor/stats"), get("/v1/monitor/candidates?limit=10")]);
+  $("candidates").replaceChildren(...(found.ner
+    ? (found.candidates.length ? found.candidates.map((c) => {
+        const li = el("li", { class: "candidate" });
+        li.append(el("b", {}, c.name), el("span", { class: "when" }, " " + c.type + " · " + c.items + " items · last " + when(c.last_ts)));
+        li.title = c.example || "";
+        return li;
+      }) : [el("li", { class: "when" }, "no organization outside the watchlist yet")])
+    : [el("li", { class: "when" }, "set entities.ner_run in config.yaml to list organizations the watchlist misses")]));
   chart($("sentiment"), series.points, (p) => p.mean, -1, 1, "line");
   chart($("volume"), series.points, (p) => p.n, 0, Math.max(1, ...series.points.map((p) => p.n)), "bars");
   $("items").replaceChildren(...items.map(itemLine));
