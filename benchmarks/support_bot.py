@@ -38,6 +38,7 @@ from lmforge_support.cli import build_app
 from lmforge_support.config import PACKAGE_DIR, load_config
 from sklearn.metrics import f1_score
 
+import lmforge
 from lmforge.serving.auth import create_key
 
 DIALOGUES = PACKAGE_DIR / "dialogues" / "scripted.yaml"
@@ -118,13 +119,15 @@ def main() -> None:
     setup_logging()
     cfg = load_config(args.config, args.overrides)
     run = intents.train(cfg.intents, cfg.home)
-    model = intents.IntentModel.open(cfg, run)
+    encoder = lmforge.load(cfg.kb.encoder)  # the knowledge base's encoder, which the scope detector shares in the app
+    model = intents.IntentModel.open(cfg, run, embed=encoder.embed)
     rows = intents.read_rows(args.test) if args.test else intents.read_rows(cfg.home / "splits" / "intents" / "test.csv")
     figures = evaluation.intent_figures(model, rows)
     log(f"intents on {figures['rows']} rows: {json.dumps(figures)}")
     all_rows = intents.read_rows(cfg.intents.data)
     held = intents.held_out_intents([y for _, y in all_rows], cfg.intents.oos_intents, cfg.intents.seed)
-    oos_model = intents.IntentModel.open(cfg, intents.train(cfg.intents, cfg.home, "intents_oos", held, cfg.intents.oos_epochs))
+    oos_model = intents.IntentModel.open(cfg, intents.train(cfg.intents, cfg.home, "intents_oos", held, cfg.intents.oos_epochs),
+                                         embed=encoder.embed)
     oos_rows = rows if args.test else intents.split_rows(all_rows, cfg.intents)[2]
     oos = evaluation.oos_auroc(oos_model, oos_rows)
     log(f"out of scope ({len(held)} intents held out: {', '.join(held)}): {json.dumps(oos)}")
@@ -136,7 +139,8 @@ def main() -> None:
             log(f"dialogue {v['id']}: ok={v['ok']} handoff={v['handoff']} (expected {v['expected_handoff']}) {v['kinds']}")
     machine = f"{os.cpu_count()} CPU cores shared with other jobs ({platform.machine()}), torch CPU, {platform.python_version()}"
     result = {"intent_accuracy": round(figures["mixed"]["accuracy"], 4), "intent_macro_f1": round(figures["mixed"]["macro_f1"], 4),
-              "oos_auroc": round(oos["max_prob"], 4), "dialogue_success": round(sum(v["ok"] for v in slot) / len(slot), 4),
+              "oos_auroc": round(oos.get("scope", oos["max_prob"]), 4),
+              "dialogue_success": round(sum(v["ok"] for v in slot) / len(slot), 4),
               "handoff_f1": round(float(handoff_f1), 4), "turn_p99_ms": round(float(np.percentile(latencies, 99)), 1),
               "machine": machine}
     details = {"test": args.test or "held-out 20% of banking77/train.csv (stratified, seed 0)", "intents": figures, "oos": oos,

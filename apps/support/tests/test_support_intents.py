@@ -100,3 +100,40 @@ def test_support_calibration_is_fitted_once_and_read_back(tmp_path: Path) -> Non
     assert again.temperature == model.temperature and again.weight == model.weight
     result = again.classify("row 3 of b")
     assert result.label == "b" and 0 < result.confidence <= 1
+
+
+def test_support_scope_detector_turns_away_unfamiliar_messages_and_is_read_back(tmp_path: Path) -> None:
+    names = ["a", "b", "c"]
+    rows = [(f"row {i} of {y}", y) for y in names for i in range(40)]
+    train, val = intents.write_rows(tmp_path / "train.csv", rows), intents.write_rows(tmp_path / "val.csv", rows[1::2])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": {"train": str(train), "validation": str(val)}}), encoding="utf-8")
+
+    class Artifact(FakeArtifact):
+        def scores(self, examples, targets=None, batch_size=64) -> np.ndarray:
+            return super().scores(type("E", (), {"texts": [t.rstrip("!") for t in examples.texts]})(), targets, batch_size)
+
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        # Familiar messages point along their label's axis; a message ending in "!" points somewhere the bot never saw.
+        calls.append(len(texts))
+        out = np.zeros((len(texts), 4), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i, 3 if text.endswith("!") else names.index(text.split()[-1])] = 1.0
+            out[i] += 0.05 * np.cos(np.arange(4) + int(text.split()[1]))
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    cfg = IntentsConfig(scope_share=0.05)
+    model = intents.IntentModel(Artifact(names), embed=embed)
+    model.calibrate(tmp_path, cfg)
+    assert (tmp_path / intents.SCOPE).is_file() and model.utterances.shape == (120, 4)
+    familiar, strange = model.classify("row 6 of b"), model.classify("row 6 of b!")
+    assert familiar.label == strange.label == "b"  # the classifier is as sure of both...
+    assert familiar.in_scope and not strange.in_scope  # ...but only one is like what it was trained on
+    scope = model.scope([t for t, _ in rows[1::2]])
+    assert (scope < model.scope_cut).mean() <= 0.05 + 1e-9
+    again = intents.IntentModel(Artifact(names), embed=embed)
+    before = sum(calls)
+    again.calibrate(tmp_path, cfg)
+    assert again.scope_cut == model.scope_cut and sum(calls) == before  # read back, nothing embedded again
+    assert intents.IntentModel(Artifact(names)).classify("row 6 of b!").in_scope  # no encoder: no detector

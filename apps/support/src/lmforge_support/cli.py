@@ -38,7 +38,7 @@ def build_app(cfg: SupportConfig, models: dict[str, str], classifier: Classifier
                                    "server": {"host": cfg.service.host, "port": cfg.service.port}})
     engine = Engine.from_config(serve_cfg, start=False)
     if classifier is None:
-        model = intents.IntentModel(engine.slots["intents"].artifact)
+        model = intents.IntentModel(engine.slots["intents"].artifact, embed=lambda texts: engine.slots["encoder"].artifact.embed(texts))
         model.calibrate(Path(models["intents"]).parent, cfg.intents)
         classifier = model
     kb = KnowledgeBase.from_file(cfg.kb.file, lambda texts: engine.slots["encoder"].artifact.embed(texts), cfg.kb.intent_bonus)

@@ -33,6 +33,9 @@ class IntentsConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the loss.")
     tfidf_weight: Literal["auto"] | float = Field("auto",
         description="Weight of the TF-IDF + logistic regression probabilities mixed into the model's; 'auto' picks it on validation.")
+    scope_share: float = Field(0.03, gt=0, lt=0.5, description="Share of in-scope validation messages the out-of-scope detector may "
+                               "turn away: sets its cut (more turns away more unknown requests and more real ones).")
+    scope_neighbors: int = Field(5, ge=1, description="Nearest training utterances whose mean similarity measures how familiar a message is.")
     oos_intents: int = Field(10, ge=1, description="Intents held out of the second, smaller run that measures out-of-scope detection.")
     oos_epochs: float = Field(1, gt=0, description="Epochs of that run.")
     run: str | None = Field(None, description="An already trained intent run to use instead of training one.")
@@ -43,7 +46,6 @@ class DialogueConfig(Section):
 
     confident: float = Field(0.6, gt=0, le=1, description="Calibrated probability at or above which the top intent is acted on.")
     clarify: float = Field(0.25, gt=0, le=1, description="Below `confident` and at or above this: ask which of the two likeliest intents.")
-    oos_threshold: float = Field(0.25, gt=0, le=1, description="Top probability below which the message is out of scope.")
     max_failures: int = Field(2, ge=1, description="Consecutive turns not understood before the conversation goes to a person.")
     max_message_chars: int = Field(2000, ge=1, description="Longest customer message; longer ones get 413.")
     language: Literal["auto", "en", "zh"] = Field("auto", description="Answer language; auto follows the customer's message.")

@@ -95,6 +95,9 @@ class Bot:
     def _understand(self, text: str, state: dict[str, Any]) -> tuple[Reply, dict[str, Any]]:
         result = self.classifier.classify(text)
         (first, p1), (second, _) = result.top[0], result.top[1]
+        if not result.in_scope:
+            # Unlike anything the bot was trained on (see intents.py): say so rather than guess, however sure the classifier is.
+            return self._fail(Reply(FALLBACK_TEXT["en"], "fallback", first, p1), state)
         if p1 >= self.cfg.confident:
             return self._answer(first, p1, text, state)
         if p1 >= self.cfg.clarify:

@@ -45,7 +45,7 @@ def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = 
 
 
 def oos_auroc(model: IntentModel, rows: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """AUROC of telling rows of intents the model never saw from rows of known intents (max probability and energy).
+    """AUROC of telling rows of intents the model never saw from rows of known intents (scope, max probability, energy).
 
     ``model`` must have been trained without some intents; ``rows`` hold both kinds.
     """
@@ -54,10 +54,16 @@ def oos_auroc(model: IntentModel, rows: Sequence[tuple[str, str]]) -> dict[str, 
     if unknown.all() or not unknown.any():
         return {"max_prob": float("nan"), "energy": float("nan"), "unknown_rows": int(unknown.sum())}
     logits = model.logits(texts)
-    max_prob = model.mix(logits, model.tfidf_probs(texts)).max(1)
+    probs = model.mix(logits, model.tfidf_probs(texts))
+    max_prob = probs.max(1)
+    scope = model.scope(texts, probs)
     energy = model.temperature * logsumexp(logits / model.temperature, axis=1)  # (N,) high = in scope
     plain = softmax(logits, axis=1).max(1)
     # Low confidence or low energy means unknown: score = minus each.
-    return {"max_prob": float(roc_auc_score(unknown, -max_prob)), "energy": float(roc_auc_score(unknown, -energy)),
+    caught = {} if scope is None else {
+        "scope": float(roc_auc_score(unknown, -scope)),
+        "scope_unknown_turned_away": float((scope[unknown == 1] < model.scope_cut).mean()),
+        "scope_known_turned_away": float((scope[unknown == 0] < model.scope_cut).mean())}
+    return {**caught, "max_prob": float(roc_auc_score(unknown, -max_prob)), "energy": float(roc_auc_score(unknown, -energy)),
             "max_prob_uncalibrated": float(roc_auc_score(unknown, -plain)), "unknown_rows": int(unknown.sum()),
             "known_rows": int(len(unknown) - unknown.sum())}

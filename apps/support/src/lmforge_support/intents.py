@@ -3,7 +3,14 @@
 ``IntentModel.open(cfg)`` trains on first start (``lmforge.finetune``, with its progress bars) and
 reuses the run afterwards. Its probabilities are ``(1 - w) * softmax(logits / T) + w * p_tfidf``:
 ``T`` minimizes the negative log-likelihood on the validation rows and ``w`` is the mix that scores
-best there. The top probability doubles as the out-of-scope score (low = unknown request).
+best there.
+
+Out of scope: with a sentence encoder (the one that embeds the knowledge base), a message's scope is
+the geometric mean of two percentiles against the in-scope validation messages — of its top
+probability, and of its mean cosine similarity to its nearest training utterances — so a request
+unlike anything the bot was trained on scores low even when the classifier is sure of some intent. The cut is the
+``scope_share`` quantile of the validation messages' own scope (that share of in-scope messages
+would be turned away).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import csv
 import json
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,7 @@ from lmforge_support.config import IntentsConfig, SupportConfig
 log = logging.getLogger("lmforge.support")
 CALIBRATION = "calibration.json"
 TFIDF = "tfidf.pkl"
+SCOPE = "scope.npz"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class IntentResult:
     """The intent of one message: the likeliest labels with calibrated probabilities, best first."""
 
     top: list[tuple[str, float]]
+    scope: float | None = None
+    scope_cut: float = 0.0
 
     @property
     def label(self) -> str:
@@ -58,6 +68,11 @@ class IntentResult:
     def confidence(self) -> float:
         """Its calibrated probability."""
         return self.top[0][1]
+
+    @property
+    def in_scope(self) -> bool:
+        """False when the out-of-scope detector turns the message away (always True without one)."""
+        return self.scope is None or self.scope >= self.scope_cut
 
 
 def read_rows(path: str | Path, text_column: str = "text", label_column: str = "category") -> list[tuple[str, str]]:
@@ -160,16 +175,25 @@ class IntentModel:
         weight: Its share of the mixed probabilities.
     """
 
-    def __init__(self, artifact: Any, temperature: float = 1.0, tfidf: Any = None, weight: float = 0.0) -> None:
+    def __init__(self, artifact: Any, temperature: float = 1.0, tfidf: Any = None, weight: float = 0.0,
+                 embed: Callable[[list[str]], np.ndarray] | None = None) -> None:
         self.artifact, self.temperature, self.tfidf, self.weight = artifact, temperature, tfidf, weight
         self.labels: list[str] = list(artifact.labels.names)
+        self.embed = embed
+        self.neighbors = 5
+        # Out-of-scope detector: training utterances' unit embeddings, the validation messages' sorted top
+        # probabilities and neighbour similarities, and the cut on the mean of the two percentiles.
+        self.utterances: np.ndarray | None = None
+        self.ref_prob: np.ndarray | None = None
+        self.ref_near: np.ndarray | None = None
+        self.scope_cut = 0.0
 
     @classmethod
-    def open(cls, cfg: SupportConfig, run: str | Path | None = None) -> IntentModel:
-        """Load (training first when needed) and calibrate the intent model of ``cfg``."""
+    def open(cls, cfg: SupportConfig, run: str | Path | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> IntentModel:
+        """Load (training first when needed) and calibrate the intent model of ``cfg``; ``embed`` enables the scope detector."""
         folder = Path(run or cfg.intents.run or train(cfg.intents, cfg.home))
         artifact = lmforge.load(folder / "model" if (folder / "model").is_dir() else folder)
-        model = cls(artifact)
+        model = cls(artifact, embed=embed)
         model.calibrate(folder, cfg.intents)
         return model
 
@@ -199,11 +223,28 @@ class IntentModel:
         """Negative free energy ``T * logsumexp(logits / T)`` per text (high = in scope)."""
         return self.temperature * logsumexp(self.logits(texts) / self.temperature, axis=1)
 
+    def nearness(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean cosine similarity of each text to its ``neighbors`` nearest training utterances."""
+        assert self.embed is not None and self.utterances is not None
+        sims = np.asarray(self.embed(list(texts)), dtype=np.float32) @ self.utterances.T
+        k = min(self.neighbors, sims.shape[1])
+        return np.sort(sims, axis=1)[:, -k:].mean(1)
+
+    def scope(self, texts: Sequence[str], probs: np.ndarray | None = None) -> np.ndarray | None:
+        """Scope of each text (0-1, low = unlike the intents trained on), or None without the detector."""
+        if self.ref_prob is None or self.ref_near is None:
+            return None
+        probs = self.probs(texts) if probs is None else probs
+        # The geometric mean, so a message far from every training utterance scores low however sure the classifier is.
+        return np.sqrt(_percentile(self.ref_prob, probs.max(1)) * _percentile(self.ref_near, self.nearness(texts)))
+
     def classify(self, text: str, k: int = 3) -> IntentResult:
-        """The ``k`` likeliest intents of one message."""
-        p = self.probs([text])[0]
-        order = np.argsort(-p)[:k]
-        return IntentResult([(self.labels[i], float(p[i])) for i in order])
+        """The ``k`` likeliest intents of one message, and its scope when the detector is on."""
+        p = self.probs([text])
+        order = np.argsort(-p[0])[:k]
+        scope = self.scope([text], p)
+        return IntentResult([(self.labels[i], float(p[0][i])) for i in order], None if scope is None else float(scope[0]),
+                            self.scope_cut)
 
     def calibrate(self, folder: Path, cfg: IntentsConfig) -> None:
         """Fit (or read back) the temperature and the TF-IDF mix on the run's validation rows.
@@ -217,6 +258,7 @@ class IntentModel:
             with pipe_file.open("rb") as f:
                 self.tfidf = pickle.load(f)  # written by this class into the run folder, never user input
             self.temperature, self.weight = values["temperature"], values["weight"]
+            self._scope_detector(folder, cfg)
             return
         data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {}) \
             if (folder / "config.yaml").is_file() else {}
@@ -239,3 +281,37 @@ class IntentModel:
         with pipe_file.open("wb") as f:
             pickle.dump(self.tfidf, f)
         log.info("calibrated: temperature %.3f, TF-IDF share %.2f (on %d validation rows)", self.temperature, self.weight, len(texts))
+        self._scope_detector(folder, cfg)
+
+    def _scope_detector(self, folder: Path, cfg: IntentsConfig) -> None:
+        """Fit (or read back) the out-of-scope detector on the run's training and validation rows; off without ``embed``."""
+        if self.embed is None:
+            return
+        self.neighbors, saved = cfg.scope_neighbors, folder / SCOPE
+        if saved.is_file():
+            with np.load(saved) as z:
+                if int(z["neighbors"]) == cfg.scope_neighbors and float(z["share"]) == cfg.scope_share:
+                    self.utterances, self.ref_prob, self.ref_near = z["utterances"], z["ref_prob"], z["ref_near"]
+                    self.scope_cut = float(z["cut"])
+                    return
+        data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {}) \
+            if (folder / "config.yaml").is_file() else {}
+        if not data.get("train") or not data.get("validation"):
+            log.warning("%s names no training and validation files: no out-of-scope detector beyond the top probability", folder)
+            return
+        train_rows = read_rows(data["train"])
+        val_texts = [t for t, y in read_rows(data["validation"]) if y in self.labels]
+        log.info("embedding %d training utterances for the out-of-scope detector (once per run)", len(train_rows))
+        self.utterances = np.asarray(self.embed([t for t, _ in train_rows]), dtype=np.float32)
+        # Each validation message's neighbours are training utterances, as a customer's will be.
+        self.ref_prob, self.ref_near = np.sort(self.probs(val_texts).max(1)), np.sort(self.nearness(val_texts))
+        own = self.scope(val_texts)
+        assert own is not None
+        self.scope_cut = float(np.quantile(own, cfg.scope_share))
+        np.savez(saved, utterances=self.utterances, ref_prob=self.ref_prob, ref_near=self.ref_near, cut=self.scope_cut,
+                 neighbors=cfg.scope_neighbors, share=cfg.scope_share)
+
+
+def _percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Share of the sorted ``reference`` at or below each value."""
+    return np.searchsorted(reference, values, side="right") / max(len(reference), 1)
