@@ -260,12 +260,10 @@ class IntentModel:
             self.temperature, self.weight = values["temperature"], values["weight"]
             self._scope_detector(folder, cfg)
             return
-        data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {}) \
-            if (folder / "config.yaml").is_file() else {}
-        if not data.get("train") or not data.get("validation"):
-            log.warning("%s names no training and validation files: no temperature scaling and no TF-IDF mix", folder)
+        files = _run_files(folder, "no temperature scaling and no TF-IDF mix")
+        if files is None:
             return
-        train_rows, val_rows = read_rows(data["train"]), read_rows(data["validation"])
+        train_rows, val_rows = read_rows(files[0]), read_rows(files[1])
         val_rows = [r for r in val_rows if r[1] in self.labels]
         texts = [t for t, _ in val_rows]
         self.tfidf = fit_tfidf_logreg([t for t, _ in train_rows], [y for _, y in train_rows], seed=cfg.seed,
@@ -294,13 +292,11 @@ class IntentModel:
                     self.utterances, self.ref_prob, self.ref_near = z["utterances"], z["ref_prob"], z["ref_near"]
                     self.scope_cut = float(z["cut"])
                     return
-        data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {}) \
-            if (folder / "config.yaml").is_file() else {}
-        if not data.get("train") or not data.get("validation"):
-            log.warning("%s names no training and validation files: no out-of-scope detector beyond the top probability", folder)
+        files = _run_files(folder, "no out-of-scope detector beyond the top probability")
+        if files is None:
             return
-        train_rows = read_rows(data["train"])
-        val_texts = [t for t, y in read_rows(data["validation"]) if y in self.labels]
+        train_rows = read_rows(files[0])
+        val_texts = [t for t, y in read_rows(files[1]) if y in self.labels]
         log.info("embedding %d training utterances for the out-of-scope detector (once per run)", len(train_rows))
         self.utterances = np.asarray(self.embed([t for t, _ in train_rows]), dtype=np.float32)
         # Each validation message's neighbours are training utterances, as a customer's will be.
@@ -310,6 +306,16 @@ class IntentModel:
         self.scope_cut = float(np.quantile(own, cfg.scope_share))
         np.savez(saved, utterances=self.utterances, ref_prob=self.ref_prob, ref_near=self.ref_near, cut=self.scope_cut,
                  neighbors=cfg.scope_neighbors, share=cfg.scope_share)
+
+
+def _run_files(folder: Path, without: str) -> tuple[str, str] | None:
+    """The training and validation files the run's ``config.yaml`` names, or None (logging what goes ``without`` them)."""
+    data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data", {}) \
+        if (folder / "config.yaml").is_file() else {}
+    if not data.get("train") or not data.get("validation"):
+        log.warning("%s names no training and validation files: %s", folder, without)
+        return None
+    return data["train"], data["validation"]
 
 
 def _percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
