@@ -25,7 +25,7 @@ from lmforge_monitor.entities import Candidates, Watchlist  # noqa: E402
 from lmforge_monitor.pipeline import Monitor  # noqa: E402
 from lmforge_monitor.sentiment import Scorer  # noqa: E402
 from lmforge_monitor.web import build_router  # noqa: E402
-from monitor_fakes import FakeNer, keyword_scores, make_config  # noqa: E402
+from monitor_fakes import FakeNer, keyword_explain, keyword_scores, make_config  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("LMFORGE_SHARED_DATA") or Path(__file__).resolve().parents[3].parent / "shared" / "data")
 APP = Path(__file__).resolve().parents[1]
@@ -79,6 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     serve_cfg = ServeConfig(models={"sentiment": "minilm-l6"}, auth={"keys": str(keys)})
     engine = Engine.from_config(serve_cfg, start=False)
     watchlist = Watchlist.from_yaml(cfg.path(cfg.paths.watchlist))
-    monitor = Monitor(cfg, Scorer(keyword_scores, batch=8), watchlist, candidates=Candidates(FakeNer(), watchlist, ["ORG"]))
+    monitor = Monitor(cfg, Scorer(keyword_scores, batch=8, explain=keyword_explain), watchlist,
+                      candidates=Candidates(FakeNer(), watchlist, ["ORG"]))
     with Served(create_app(engine, serve_cfg, extra_routers=[build_router(monitor)])) as server:
         yield {"url": server.url, "key": key, "ingest_key": ingest_only, "monitor": monitor}

@@ -40,6 +40,17 @@ def keyword_scores(texts: list[str]) -> list[Score]:
     return out
 
 
+def keyword_explain(texts: list[str]) -> list[dict[str, Any]]:
+    """Attributions in the shape lmforge's Explainer gives: the keyword that decided the score gets 1, other words 0."""
+    out = []
+    for text, score in zip(texts, keyword_scores(texts)):
+        words = text.split()
+        scores = [1.0 if any(k in w.lower() for k in NEGATIVE + POSITIVE) else 0.0 for w in words]
+        out.append({"text": text, "words": words, "offsets": [], "scores": scores, "target": 0, "label": score.label,
+                    "probability": max(score.probabilities.values()), "method": "occlusion", "delta": None})
+    return out
+
+
 class FakeNer:
     """Stands for a NER run: tags a fixed set of organization and place names, as ``lmforge.load(ner_run)`` would."""
 

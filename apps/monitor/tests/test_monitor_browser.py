@@ -53,6 +53,9 @@ def test_the_dashboard_shows_series_items_and_alerts_without_console_errors(fill
             page.wait_for_function("document.querySelectorAll('#alerts li.alert b')[0]?.textContent.startsWith('NOKIA')", timeout=15_000)
             IMAGES.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(IMAGES / "monitor_dashboard.png"), full_page=True)
+            page.locator("#items li.item .why-button").first.click()
+            page.wait_for_selector("#items .why p", timeout=15_000)
+            assert page.locator("#items .why span").count() >= 2
             page.locator("#alerts li.alert").first.click()
             assert page.locator("#alerts li.alert.open .linked li").count() >= 3
             page.select_option("#bucket", "hour")

@@ -56,3 +56,20 @@ def test_candidates_list_organizations_outside_the_watchlist(served: dict[str, A
     assert {c["name"]: c["items"] for c in found["candidates"]}["Wartsila"] == 3
     assert "Kone" not in {c["name"] for c in found["candidates"]}
     assert call(served, "GET", "/v1/monitor/candidates", key="ingest_key").status_code == 403
+
+
+def test_an_item_explains_the_words_that_drove_its_sentences(served: dict[str, Any]) -> None:
+    body = {"items": [{"timestamp": T0 + 9000, "text": "Kone shares plunged after the warning. Nokia was flat.", "source": "push"}]}
+    item_id = call(served, "POST", "/v1/monitor/ingest", json=body).json()["item_ids"][0]
+    found = call(served, "GET", f"/v1/monitor/items/{item_id}/explain").json()
+    assert found["method"] == "occlusion" and [s["text"] for s in found["sentences"]] == ["Kone shares plunged after the warning.",
+                                                                                          "Nokia was flat."]
+    first = found["sentences"][0]
+    assert first["label"] == "negative" and {w for w, v in zip(first["words"], first["scores"]) if v > 0} == {"plunged", "warning."}
+    assert call(served, "GET", "/v1/monitor/items/999999/explain").status_code == 404
+    scorer = served["monitor"].scorer
+    saved, scorer.explain = scorer.explain, None
+    try:
+        assert call(served, "GET", f"/v1/monitor/items/{item_id}/explain").status_code == 501
+    finally:
+        scorer.explain = saved

@@ -20,6 +20,7 @@ import lmforge
 import torch
 from lmforge.devices import cpu_has_fast_bf16
 from lmforge.errors import DataError
+from lmforge.evaluation.explainer import Explainer
 from sklearn.model_selection import train_test_split
 
 from lmforge_monitor.config import MonitorConfig
@@ -137,9 +138,11 @@ def signed(probabilities: dict[str, float]) -> float:
 class Scorer:
     """Scores sentences with a saved lmforge classifier run (or any ``texts -> [Score]`` function in tests)."""
 
-    def __init__(self, predict: Callable[[list[str]], list[Score]], batch: int = 64) -> None:
+    def __init__(self, predict: Callable[[list[str]], list[Score]], batch: int = 64,
+                 explain: Callable[[list[str]], list[dict[str, Any]]] | None = None) -> None:
         self._predict = predict
         self.batch = batch
+        self.explain = explain
 
     @classmethod
     def from_run(cls, path: Path, batch: int = 64, precision: str = "auto") -> Scorer:
@@ -154,7 +157,13 @@ class Scorer:
                 out.append(Score(r["label"], signed(r["probabilities"]), r["probabilities"]))
             return out
 
-        return cls(predict, batch)
+        explainer = Explainer(model)
+
+        def explain(texts: list[str]) -> list[dict[str, Any]]:
+            # Occlusion: one forward pass per word, no gradients, so it works on the bf16 model too.
+            return [r.to_dict() for r in explainer.explain(texts, "occlusion")]
+
+        return cls(predict, batch, explain)
 
     def score(self, texts: Sequence[str]) -> list[Score]:
         """One score per text, in order."""

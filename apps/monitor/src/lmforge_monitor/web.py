@@ -1,6 +1,7 @@
 """HTTP: the monitor's routes on lmforge's service app (same keys, limits, metrics and masked logs), and the dashboard.
 
 ``POST /v1/monitor/ingest`` takes pushed items; ``GET /v1/monitor/{entities,candidates,series,items,alerts,stats}``
+and ``GET /v1/monitor/items/{id}/explain`` (the words that drove each sentence's score)
 feed the dashboard at ``GET /monitor`` (a page and a small script; the data routes need a key, which
 the page asks for once and keeps in the browser).
 """
@@ -13,15 +14,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from lmforge.serving.http import Caller, require_key
+from lmforge.serving.http import ApiError, Caller, require_key
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from lmforge_monitor import alerts, store
+from lmforge_monitor.entities import split_sentences
 from lmforge_monitor.ingest import Raw
 from lmforge_monitor.pipeline import Monitor
 
 STATIC = Path(__file__).parent / "static"
+EXPLAINED_SENTENCES = 8  # occlusion costs one forward pass per word: a long item explains its first sentences
 
 
 class PushedItem(BaseModel):
@@ -96,6 +99,20 @@ def build_router(monitor: Monitor) -> APIRouter:
         """The latest items with their scores and the sentences that named each entity."""
         with db.connect() as conn:
             return item_rows(conn, entity=entity, limit=limit)
+
+    @router.get("/v1/monitor/items/{item_id}/explain")
+    async def explain(item_id: int, _: Annotated[Caller, Depends(require_key("monitor"))]) -> dict[str, Any]:
+        """Word attributions (occlusion) of the sentences that scored the item: positive words push towards the sentence's label."""
+        if monitor.scorer.explain is None:
+            raise ApiError(501, "unavailable", "this monitor's scorer cannot explain its scores (it is not an lmforge run)")
+        with db.connect() as conn:
+            rows = item_rows(conn, ids=[item_id])
+        if not rows:
+            raise ApiError(404, "not_found", f"no item {item_id}")
+        sentences = list(dict.fromkeys(s["text"] for m in rows[0]["mentions"] for s in m["sentences"]))
+        sentences = sentences or split_sentences(rows[0]["text"])[:EXPLAINED_SENTENCES] or [rows[0]["text"][:500]]
+        explained = await asyncio.to_thread(monitor.scorer.explain, sentences[:EXPLAINED_SENTENCES])
+        return {"item_id": item_id, "method": "occlusion", "sentences": explained}
 
     @router.get("/v1/monitor/alerts")
     async def alert_list(_: Annotated[Caller, Depends(require_key("monitor"))], entity: str | None = None,

@@ -60,7 +60,37 @@ function itemLine(item) {
   li.append(el("b", { class: item.label }, item.label + " " + item.score.toFixed(2) + " "));
   li.append(el("span", {}, item.text.slice(0, 240)));
   for (const m of item.mentions) li.append(el("span", { class: "when " + m.label }, " [" + m.entity + " " + m.score.toFixed(2) + "]"));
+  const why = el("button", { class: "why-button", type: "button", title: "the words that drove the score" }, "why?");
+  why.addEventListener("click", (event) => { event.stopPropagation(); explain(item.id, li, why); });
+  li.append(" ", why);
   return li;
+}
+
+// Word attributions of an item's sentences: green words push towards the sentence's label, red ones against it.
+async function explain(id, li, button) {
+  button.disabled = true;
+  button.textContent = "...";
+  try {
+    const found = await get("/v1/monitor/items/" + id + "/explain");
+    const box = el("div", { class: "why" });
+    for (const s of found.sentences) {
+      const line = el("p", {}, "");
+      line.append(el("b", { class: s.label }, s.label + " "));
+      const top = Math.max(1e-9, ...s.scores.map(Math.abs));
+      s.words.forEach((word, i) => {
+        const share = s.scores[i] / top;
+        const span = el("span", { class: share > 0.05 ? "up" : share < -0.05 ? "down" : "flat",
+                                  title: s.scores[i].toFixed(3) }, word);
+        span.style.opacity = String(0.45 + 0.55 * Math.abs(share));
+        line.append(span, " ");
+      });
+      box.append(line);
+    }
+    li.append(box);
+    button.remove();
+  } catch (error) {
+    button.textContent = "why? (" + error.message + ")";
+  }
 }
 
 async function refresh() {
