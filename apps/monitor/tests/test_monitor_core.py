@@ -144,3 +144,25 @@ def test_a_burst_fires_each_rule_once_with_linked_items_and_a_cooldown(monitor) 
     more = monitor.ingest([raw(f"Nokia shares plunged again {i}.", T0 + 31 * 3600 + i * 60) for i in range(4)], now=T0 + 40 * 3600)
     assert more.alerts == []
     json.dumps(fired)
+
+
+@pytest.mark.slow
+def test_the_store_aggregates_deduplicates_and_alerts_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    from lmforge_monitor.pipeline import Monitor
+    from lmforge_monitor.sentiment import Scorer
+    from monitor_fakes import FakeNer, keyword_scores, make_config
+
+    cfg = make_config(tmp_path, store={"url": postgres_url})
+    watchlist = Watchlist.from_yaml(cfg.path(cfg.paths.watchlist))
+    monitor = Monitor(cfg, Scorer(keyword_scores, batch=8), watchlist, candidates=Candidates(FakeNer(), watchlist, ["ORG"]))
+    assert monitor.db.dialect.name == "postgresql"
+    records = [raw(f"Finnair shares plunged {i}. Outotec was quiet.", ts=T0 + 600 * i) for i in range(5)]
+    first = monitor.ingest(records, now=T0 + 4000)
+    again = monitor.ingest(records, now=T0 + 4000)
+    assert (first.stored, again.stored, again.duplicates) == (5, 0, 5)
+    assert {a["rule"] for a in first.alerts} >= {"low"}
+    with monitor.db.connect() as conn:
+        hours = store.series(conn, "FIA1S", "hour")
+        assert sum(p["n"] for p in hours) == 5 and all(p["mean"] == pytest.approx(-0.9) for p in hours)
+        assert store.candidate_rows(conn)[0]["name"] == "Outotec" and store.candidate_rows(conn)[0]["items"] == 5
+        assert store.counts(conn)["items"] == 5

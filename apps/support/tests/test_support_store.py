@@ -10,8 +10,13 @@ from lmforge_support import analytics
 from lmforge_support.store import DuplicateMessage, Store
 
 
-def test_support_store_survives_restart_and_masks(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/s.db"
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file, or a fresh database on a PostgreSQL server started for the session (the repository's conftest.py)."""
+    return f"sqlite:///{tmp_path}/s.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def test_support_store_survives_restart_and_masks(url: str) -> None:
     store = Store(url)
     conv = store.create()
     asked = store.add_turn(conv.id, "customer", "call me on +44 7700 900123 or mail a.b@example.com", "m1")
