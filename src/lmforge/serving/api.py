@@ -95,6 +95,12 @@ class Service:
                 raise ApiError(422, "invalid_request", f"{name}[{i}] has {len(text)} characters; the limit is "
                                f"{limits.max_text_chars}", f"{name}[{i}]")
 
+    def check_pairs(self, texts: Sequence[str], seconds: Sequence[str], name: str, first: str = "texts") -> None:
+        """:meth:`check_texts` on ``seconds``, then 422 naming ``name`` unless there is one per text of ``first``."""
+        self.check_texts(seconds, name)
+        if len(seconds) != len(texts):
+            raise ApiError(422, "invalid_request", f"{name} has {len(seconds)} texts for {len(texts)} {first}", name)
+
     async def run(self, operation: str, inputs: list[str], model: str, pairs: list[str] | None = None,
                   options: dict[str, Any] | None = None) -> list[Any]:
         """Queue one request on the engine and await its results, within the request timeout (504 past it)."""

@@ -88,9 +88,7 @@ async def classify(body: schemas.ClassifyRequest, request: Request,
     model = service.model_for(request, caller, body.model, "classify")
     service.check_texts(body.texts, "texts")
     if body.pairs is not None:
-        service.check_texts(body.pairs, "pairs")
-        if len(body.pairs) != len(body.texts):
-            raise ApiError(422, "invalid_request", f"pairs has {len(body.pairs)} texts for {len(body.texts)} texts", "pairs")
+        service.check_pairs(body.texts, body.pairs, "pairs")
     results = await service.run("classify", body.texts, model, body.pairs, {"top_k": body.top_k})
     service.store(request, {"route": "classify", "model": model, "inputs": body.texts, "outputs": results})
     return schemas.ClassifyResponse(model=model, version=service.version(model), results=results)
@@ -126,10 +124,7 @@ async def qa(body: schemas.QaRequest, request: Request,
     service = service_of(request)
     model = service.model_for(request, caller, body.model, "qa")
     service.check_texts(body.questions, "questions")
-    service.check_texts(body.contexts, "contexts")
-    if len(body.contexts) != len(body.questions):
-        raise ApiError(422, "invalid_request", f"contexts has {len(body.contexts)} texts for {len(body.questions)} questions",
-                       "contexts")
+    service.check_pairs(body.questions, body.contexts, "contexts", "questions")
     results = await service.run("qa", body.questions, model, body.contexts)
     service.store(request, {"route": "qa", "model": model, "inputs": body.questions, "outputs": results})
     return schemas.QaResponse(model=model, version=service.version(model), results=results)
