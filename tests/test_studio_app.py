@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -165,7 +166,12 @@ def _fake_python(tmp_path: Path) -> str:
 
 def test_launcher_reports_progress_and_stops_a_job(tmp_path: Path) -> None:
     launcher = Launcher(tmp_path / "jobs", cwd=tmp_path, python=_fake_python(tmp_path))
-    job = launcher.start(config_tree({"data.train": "x.csv", "output.name": "demo", "output.dir": "runs/{name}"}))
+    # As in a studio a shell started in the background (`lmforge studio &`): SIGINT ignored, which children would inherit.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = launcher.start(config_tree({"data.train": "x.csv", "output.name": "demo", "output.dir": "runs/{name}"}))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert (job.folder / "config.yaml").read_text(encoding="utf-8").startswith("data:\n  train: x.csv")
     assert job.run_dir == (tmp_path / "runs" / "demo").resolve()
     deadline = time.monotonic() + 10

@@ -57,6 +57,13 @@ def config_yaml(tree: dict[str, Any]) -> str:
     return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True)
 
 
+def _interruptible() -> None:
+    """In the job's process before it starts: Ctrl-C's signal back to its default. A studio started in the background by a
+    shell (``lmforge studio &``) has SIGINT ignored, which children inherit, and then "stop" could only kill the job
+    without its checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Job:
     """One launched fine-tune.
@@ -133,7 +140,7 @@ class Launcher:
             with (folder / "job.log").open("wb") as log:
                 process = subprocess.Popen([self.python, "-m", "lmforge", "finetune", str(folder / "config.yaml")], cwd=self.cwd,
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                           start_new_session=True)
+                                           start_new_session=True, preexec_fn=_interruptible)
             job = self.jobs[job_id] = Job(job_id, folder, run_dir, process)
         return job
 
