@@ -112,7 +112,7 @@ def dialogues_through_http(cfg: Any, run: Path, passes: int) -> tuple[list[dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "apps" / "support" / "config.yaml"), help="the application's config")
-    parser.add_argument("--test", help="BANKING77-format CSV to score (default: the application's held-out 20%)")
+    parser.add_argument("--test", help="BANKING77-format CSV to score (default: the application's held-out 20%%)")
     parser.add_argument("--passes", type=int, default=3, help="passes over the scripted dialogues for the latency figures")
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings over the config (intents.data=PATH)")
     args = parser.parse_args()
