@@ -63,3 +63,16 @@ def test_bf16_inference_agrees_with_fp32(fresh: pytest.MonkeyPatch, tiny_bert: P
     assert [r["label"] for r in bf16] == [r["label"] for r in fp32]
     for a, b in zip(bf16, fp32, strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=0.02)
+
+
+def test_one_process_trains_in_fp32_then_bf16_then_fp32_again(tiny_bert: Path, toy_csv: Path, tmp_path: Path) -> None:
+    from accelerate.state import AcceleratorState
+
+    import lmforge
+    from forge_testing import tiny_config
+
+    # accelerate's state is process-wide and refuses a second precision; a notebook that trains twice must not care.
+    for i, precision in enumerate(["fp32", "bf16", "fp32"]):
+        cfg = tiny_config(tiny_bert, toy_csv, tmp_path / f"run{i}", train={"epochs": 1, "precision": precision})
+        assert lmforge.finetune(cfg).status == "completed"
+        assert AcceleratorState().mixed_precision == ("bf16" if precision == "bf16" else "no")

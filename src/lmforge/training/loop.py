@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import nn
 
 from lmforge.config import TrainConfig
@@ -64,9 +65,18 @@ class FitResult:
 
 
 def make_accelerator(cfg: TrainConfig) -> Any:
-    """An ``Accelerator`` with the precision the hardware supports."""
+    """An ``Accelerator`` with the precision the hardware supports.
+
+    accelerate keeps one process-wide state and refuses a second ``Accelerator`` with another precision;
+    a notebook or script that trains twice (fp32, then bf16) resets the precision part of that state
+    (never the distributed part, which the launcher owns).
+    """
     device = torch.device(default_device())
-    return Accelerator(mixed_precision=resolve_precision(cfg.precision, device), cpu=device.type == "cpu")
+    precision = resolve_precision(cfg.precision, device)
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)  # accelerate's own reset (private API; see its tests)
+    return Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
 
 
 @contextlib.contextmanager
