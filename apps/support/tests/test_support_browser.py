@@ -16,7 +16,7 @@ from lmforge.errors import LmforgeError
 
 from lmforge_support.cli import build_app
 from lmforge_support.config import load_config
-from support_fakes import ZOO_ENCODER, KeywordClassifier
+from support_fakes import ZOO_ENCODER, KeywordClassifier, number_span
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Screenshots go to a temporary folder; LMFORGE_SCREENSHOTS=docs/images refreshes the ones the docs show.
@@ -35,7 +35,7 @@ def server(tmp_path: Path, keys: dict) -> Iterator[str]:
         port = s.getsockname()[1]
     cfg = load_config({"data_dir": str(tmp_path), "service": {"keys": str(keys["path"]), "port": port}})
     try:
-        app = build_app(cfg, {"encoder": ZOO_ENCODER}, KeywordClassifier())
+        app = build_app(cfg, {"encoder": ZOO_ENCODER}, KeywordClassifier(), span=number_span)
     except LmforgeError as exc:
         pytest.skip(f"the zoo encoder {ZOO_ENCODER} is not available here ({exc})")
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -66,6 +66,7 @@ def test_support_chat_and_agent_pages(server: str, keys: dict) -> None:
         chat.fill("#text", "My card did not arrive")
         chat.click("#send")
         chat.wait_for_selector(".turn.bot >> text=working days", timeout=15000)
+        assert chat.inner_text(".turn.bot mark.span") == "5 working days"  # the answering span is marked
         chat.click(".thumb-up")
         chat.wait_for_selector(".thumb-up.on", timeout=5000)
         chat.fill("#text", "I need to cancel a transfer")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from lmforge_support import slots
+from lmforge_support.config import DialogueConfig
 from lmforge_support.dialogue import Bot
+from lmforge_support.kb import KnowledgeBase
+from support_fakes import KeywordClassifier, number_span
 
 
 def talk(bot: Bot, *messages: str) -> list:
@@ -67,3 +70,16 @@ def test_support_extractors() -> None:
     assert slots.last_four("card ending in 9876", False) == "9876"
     assert slots.date("it happened last friday", False) == "last friday"
     assert slots.date("on 3 March", False) == "3 march"
+
+
+def test_support_the_answering_span_of_the_retrieved_answer_is_marked(kb: KnowledgeBase) -> None:
+    bot = Bot(KeywordClassifier(), kb, DialogueConfig(), span=number_span)
+    (reply,) = talk(bot, "my card did not arrive")
+    assert reply.span is not None and reply.text[reply.span["start"]:reply.span["end"]] == reply.span["text"] == "5 working days"
+    assert reply.as_dict()["span"] == reply.span
+    # a span under the score floor, or one that is the whole passage, is not shown
+    assert talk(Bot(KeywordClassifier(), kb, DialogueConfig(), span=number_span, span_min_score=10.0), "my card did not arrive")[0].span is None
+    whole = lambda q, passage: {"answer": passage, "start": 0, "end": len(passage), "score": 9.0}  # noqa: E731
+    assert talk(Bot(KeywordClassifier(), kb, DialogueConfig(), span=whole), "my card did not arrive")[0].span is None
+    # without a QA model nothing changes
+    assert talk(Bot(KeywordClassifier(), kb, DialogueConfig()), "my card did not arrive")[0].span is None

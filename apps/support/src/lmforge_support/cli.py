@@ -16,7 +16,7 @@ from lmforge.serving.logs import setup_service_logging
 
 from lmforge_support import analytics, intents
 from lmforge_support.config import SupportConfig, load_config
-from lmforge_support.dialogue import Bot, Classifier
+from lmforge_support.dialogue import Bot, Classifier, Span
 from lmforge_support.kb import KnowledgeBase
 from lmforge_support.store import Store
 from lmforge_support.web import Assistant, api_router, page_router
@@ -25,14 +25,20 @@ log = logging.getLogger("lmforge.support")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 
 
-def build_app(cfg: SupportConfig, models: dict[str, str], classifier: Classifier | None = None) -> FastAPI:
+def build_app(cfg: SupportConfig, models: dict[str, str], classifier: Classifier | None = None,
+              span: Span | None = None) -> FastAPI:
     """The service app: lmforge's routes over ``models`` (one named ``encoder``) plus the support routes and pages.
 
     Args:
         cfg: The resolved config.
-        models: Served models by name: ``encoder`` embeds the knowledge base; ``intents`` (a run) classifies.
+        models: Served models by name: ``encoder`` embeds the knowledge base; ``intents`` (a run) classifies;
+            ``answers`` (a QA run, ``kb.qa`` when not given) picks the answering span of a retrieved answer.
         classifier: The intent classifier; the calibrated ``intents`` run when None.
+        span: Picks the answering span of a passage; the ``answers`` QA model when None and there is one.
     """
+    models = dict(models)
+    if cfg.kb.qa:
+        models.setdefault("answers", cfg.kb.qa)
     serve_cfg = load_serve_config({"models": models, "default_model": "intents" if "intents" in models else "encoder",
                                    "auth": {"enabled": cfg.service.auth, "keys": cfg.service.keys},
                                    "server": {"host": cfg.service.host, "port": cfg.service.port}})
@@ -42,7 +48,9 @@ def build_app(cfg: SupportConfig, models: dict[str, str], classifier: Classifier
         model.calibrate(Path(models["intents"]).parent, cfg.intents)
         classifier = model
     kb = KnowledgeBase.from_file(cfg.kb.file, lambda texts: engine.slots["encoder"].artifact.embed(texts), cfg.kb.intent_bonus)
-    bot = Bot(classifier, kb, cfg.dialogue)
+    if span is None and "answers" in models:
+        span = lambda question, passage: engine.qa(question, passage, model="answers")[0]  # noqa: E731
+    bot = Bot(classifier, kb, cfg.dialogue, span, cfg.kb.qa_min_score)
     app = create_app(engine, serve_cfg, extra_routers=[api_router(), page_router()])
     app.state.support = Assistant(bot, Store(cfg.store.url), cfg.dialogue.max_message_chars)
     return app

@@ -9,6 +9,7 @@ out of scope -> say so; ``max_failures`` unsure or out-of-scope turns in a row -
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,11 +38,15 @@ class Reply:
     confidence: float | None = None
     options: list[dict[str, str]] = field(default_factory=list)
     handoff: str | None = None
+    span: dict[str, Any] | None = None  # the part of ``text`` that answers the message: {"start", "end", "text", "score"}
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return {"text": self.text, "kind": self.kind, "intent": self.intent, "confidence": self.confidence,
-                "options": self.options, "handoff": self.handoff}
+                "options": self.options, "handoff": self.handoff, "span": self.span}
+
+
+Span = Callable[[str, str], dict[str, Any]]  # (question, passage) -> {"answer", "start", "end", "score"}
 
 
 HANDOFF_TEXT = {"en": "I'm passing this conversation to a person; someone from our team will reply here shortly.",
@@ -55,8 +60,23 @@ REFUSE_TEXT = ("I can only help with your own banking questions. I can't share m
 class Bot:
     """The dialogue policy over an intent classifier and a knowledge base."""
 
-    def __init__(self, classifier: Classifier, kb: KnowledgeBase, cfg: DialogueConfig) -> None:
+    def __init__(self, classifier: Classifier, kb: KnowledgeBase, cfg: DialogueConfig, span: Span | None = None,
+                 span_min_score: float | None = None) -> None:
         self.classifier, self.kb, self.cfg = classifier, kb, cfg
+        self.span, self.span_min_score = span, span_min_score
+
+    def highlight(self, question: str, passage: str) -> dict[str, Any] | None:
+        """The span of ``passage`` that answers ``question`` (extractive QA), or None: no QA model, no answer,
+        a score under the floor, or a span that is nearly the whole passage (it would say nothing more)."""
+        if self.span is None or not passage:
+            return None
+        found = self.span(question, passage)
+        start, end, score = found.get("start", -1), found.get("end", -1), found.get("score")
+        if start < 0 or end <= start or end - start >= 0.9 * len(passage):
+            return None
+        if self.span_min_score is not None and (score is None or score < self.span_min_score):
+            return None
+        return {"start": start, "end": end, "text": passage[start:end], "score": score}
 
     def title(self, intent: str, lang: str = "en") -> str:
         """A readable name of ``intent``."""
@@ -113,12 +133,13 @@ class Bot:
         hits = self.kb.search(text, intent, lang, k=1)
         entry = self.kb.answer(intent, lang) if not hits or hits[0][0].intent != intent else hits[0][0]
         answer = entry.answer if entry else FALLBACK_TEXT.get(lang, FALLBACK_TEXT["en"])
+        span = self.highlight(text, answer) if entry and lang == "en" else None
         flow = slots.FLOWS.get(intent) if lang == "en" else None
         if flow is None:
-            return Reply(answer, "answer", intent, confidence), state
+            return Reply(answer, "answer", intent, confidence, span=span), state
         state["flow"] = {"intent": intent, "slots": slots.fill(flow, text, {}, None)}
         follow = self._next_slot(flow, state)
-        return Reply(f"{answer} {follow.text}", follow.kind, intent, confidence), state
+        return Reply(f"{answer} {follow.text}", follow.kind, intent, confidence, span=span), state
 
     def _next_slot(self, flow: slots.Flow, state: dict[str, Any]) -> Reply:
         filled = state["flow"]["slots"]

@@ -4,7 +4,11 @@ const log = document.getElementById("log"), typing = document.getElementById("ty
 let conversation = sessionStorage.getItem("supportConversation"), seen = 0, counter = 0;
 
 function show(role, text, turn) {
-  const div = el("div", "turn " + role, text);
+  const div = el("div", "turn " + role, turn && turn.span ? undefined : text);
+  if (turn && turn.span) {  // the part of the answer that answers the question (extractive QA), marked
+    const { start, end } = turn.span;
+    div.append(text.slice(0, start), el("mark", "span", text.slice(start, end)), text.slice(end));
+  }
   if (turn && turn.kind === "handoff") div.classList.add("notice");
   if (turn && turn.options && turn.options.length) {
     const row = el("div", "options");
