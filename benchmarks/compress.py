@@ -156,10 +156,11 @@ def _in_bf16(model: Any, texts: list[str]) -> Any:
         return model.predict(texts, batch_size=32)
 
 
-def held_out_text(path: Path, paragraphs: int) -> Path:
-    """Wikipedia paragraphs of the SQuAD dev articles, one per line."""
+def held_out_text(path: Path, paragraphs: int, last: bool = False) -> Path:
+    """Wikipedia paragraphs of the SQuAD dev articles, one per line: the first ``paragraphs`` (or the last ones)."""
     data = json.loads(shared_file("squad", "dev_shared.json").read_text(encoding="utf-8"))["data"]
-    texts = [p["context"].replace("\n", " ") for article in data for p in article["paragraphs"]][:paragraphs]
+    texts = [p["context"].replace("\n", " ") for article in data for p in article["paragraphs"]]
+    texts = texts[-paragraphs:] if last else texts[:paragraphs]
     path.write_text("\n".join(texts) + "\n", encoding="utf-8")
     return path
 
@@ -170,9 +171,14 @@ def generation(args: argparse.Namespace) -> dict[str, Any]:
     from lmforge.compression import compress
 
     text = held_out_text(bench_home("compress") / f"heldout-{args.paragraphs}.txt", args.paragraphs)
-    out = bench_home("compress") / f"smollm2-int8-{key_of(args.paragraphs)}"
+    # Smoothing and the perplexity check calibrate on other paragraphs (the last ones, other articles).
+    calibration = held_out_text(bench_home("compress") / "calibration-32.txt", 32, last=True)
+    options = {"method": "quantize", "data": str(text), "quantize": {"calibration": str(calibration)}}
+    if args.gen_max_increase is not None:
+        options["quantize"]["max_increase"] = args.gen_max_increase
+    out = bench_home("compress") / f"smollm2-int8-{key_of(options)}"
     if not (out / "model" / "lmforge.json").is_file():
-        compress("smollm2-135m", out, {"method": "quantize", "data": str(text)})
+        compress("smollm2-135m", out, options)
     record = json.loads((out / "model" / "lmforge.json").read_text())["compression"]
     fp32, int8 = lmforge.load("smollm2-135m", device="cpu"), lmforge.load(out, device="cpu")
     prompt = fp32.tokenizer.apply_chat_template([{"role": "user", "content": "Write a short story about a robot who learns to paint."}],
@@ -189,6 +195,8 @@ def generation(args: argparse.Namespace) -> dict[str, Any]:
     return {"gen_int8_ratio": tps["int8"] / tps["fp32"], "gen_int8_ppl_increase": record["after"] / record["before"] - 1,
             "gen_fp32_tokens_per_s": tps["fp32"], "gen_int8_tokens_per_s": tps["int8"], "gen_ppl_fp32": record["before"],
             "gen_ppl_int8": record["after"], "gen_same_greedy_text": bool(same), "gen_new_tokens": args.new_tokens,
+            "gen_scheme": record["scheme"], "gen_max_increase": record.get("max_increase"),
+            "gen_kept_fp32": len(json.loads((out / "model" / "lmforge.json").read_text())["kept_fp32"]),
             "gen_size_mb": {"fp32": _mb(Path(fp32.path)), "int8": _mb(out / "model")}}
 
 
@@ -211,6 +219,13 @@ def machine(training: str) -> str:
             f"ONNX Runtime {_ort_version()}")
 
 
+def gen_machine() -> str:
+    """Where the SmolLM2 part ran, in words (when it runs alone, the rest of the file may come from another machine)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{torch.get_num_threads()} CPU threads ({simd}, {'AMX' if 'amx_bf16' in flags else 'no AMX'}), torch {torch.__version__}"
+
+
 def _ort_version() -> str:
     import onnxruntime  # optional: lmforge[export]
 
@@ -229,12 +244,23 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--paragraphs", type=int, default=40, help="held-out paragraphs for perplexity")
     parser.add_argument("--quick", action="store_true", help="smoke run: small data, one round, not saved")
+    parser.add_argument("--gen-max-increase", type=float,
+                        help="quantize.max_increase of the SmolLM2 int8 run (perplexity rise allowed on the calibration texts)")
+    parser.add_argument("--only-generation", action="store_true",
+                        help="rerun the SmolLM2 part alone and update its gen_* keys in the saved results")
     args = parser.parse_args()
     if args.quick:
         args.train_samples, args.epochs, args.distill_epochs, args.recovery_epochs = 1000, 1.0, 1.0, 0.5
         args.dev_samples, args.timed, args.rounds, args.new_tokens, args.paragraphs = 300, 256, 1, 16, 5
     setup_logging()
     start = time.perf_counter()
+    if args.only_generation:
+        saved = REPO / "benchmarks" / "results" / "compress.json"
+        previous = json.loads(saved.read_text()) if saved.is_file() and not args.quick else {}
+        part = {k: round(v, 4) if isinstance(v, float) else v for k, v in generation(args).items()}
+        part |= {"gen_machine": gen_machine(), "gen_wall_s": round(time.perf_counter() - start)}
+        emit(previous | part, None if args.quick else saved)
+        return
     training = training_precision()
     teacher = train_teacher(args.train_samples, args.epochs)
     result = classifiers(teacher, args) | generation(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -22,7 +23,9 @@ from lmforge import artifacts
 from lmforge.artifacts.compressed import INT8_FILE
 from lmforge.cli import main
 from lmforge.compression import compress, distillation_loss
+from lmforge.compression.smooth import input_ranges, smooth, untie_output
 from lmforge.errors import LmforgeError
+from lmforge.models.quantized import TokenDynamicLinear, dynamic_int8
 
 pytest.importorskip("onnxruntime")
 TEXTS = ["the movie was good", "a very bad plot", "happy actor", "boring film"]
@@ -180,7 +183,7 @@ def test_accuracy_aware_quantization_puts_the_harmful_layer_back_in_fp32(run: Pa
 def test_generator_int8_weights_generate_and_score(tiny_llama: Path, tmp_path: Path) -> None:
     text = tmp_path / "held_out.txt"
     text.write_text("the movie was good\na very bad plot\n", encoding="utf-8")
-    out = compress(tiny_llama, tmp_path / "gen8", {"method": "quantize", "data": str(text)})
+    out = compress(tiny_llama, tmp_path / "gen8", {"method": "quantize", "data": str(text), "quantize": {"scheme": "weight_only"}})
     meta = _meta(out)
     assert meta["scheme"] == "weight_only" and meta["kept_fp32"] == ["lm_head"]
     model = artifacts.load(out)
@@ -297,6 +300,9 @@ def test_bad_inputs_give_one_line_and_change_nothing(run: Path, tmp_path: Path, 
     assert main(["compress", str(run), "--method", "onnx", "--calibration", str(missing), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "calibration file" in err and not (tmp_path / "a").exists()
+    assert main(["compress", str(run), "--method", "quantize", "--calibration", str(missing), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "calibration file" in err and not (tmp_path / "a").exists()
     assert main(["compress", str(run), "--method", "distill", "--layers", "2", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not fewer than the teacher's 2 layers" in err and not (tmp_path / "b").exists()
@@ -347,3 +353,57 @@ def test_bench_compares_runs_in_a_table_json_lines_and_a_chart(run: Path, tmp_pa
     assert main(["bench", str(run), "--latency-samples", "3", "--plot", ""]) == 0
     table = capsys.readouterr().out
     assert "sent/s" in table and str(run) in table
+
+
+def test_per_token_int8_kernel_and_its_many_row_form_agree() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(64, 32))
+    quantized = dynamic_int8(layer, ["0"], per_token=True)[0]
+    assert isinstance(quantized, TokenDynamicLinear)
+    x = torch.randn(20, 64)
+    x[3] *= 50  # one token with outliers: per-token scales keep the other rows precise
+    with torch.inference_mode():
+        many = quantized(x)  # more rows than the kernel path takes: the emulated form
+        one_by_one = torch.cat([quantized(row[None]) for row in x])  # the int8 kernel
+        exact = layer(x)
+    torch.testing.assert_close(many, one_by_one, atol=1e-4, rtol=1e-4)
+    others = [i for i in range(20) if i != 3]
+    assert (many[others] - exact[others]).abs().max() < 0.05 * exact[others].abs().max()
+
+
+def test_smoothing_leaves_the_decoder_function_unchanged(tiny_llama: Path) -> None:
+    model = artifacts.load(tiny_llama).model.eval()
+    tokenizer = artifacts.load(tiny_llama).tokenizer
+    texts = ["the movie was good", "a very bad plot with many words in it"]
+    smoothed = untie_output(copy.deepcopy(model))
+    assert smoothed.lm_head.weight.data_ptr() != smoothed.model.embed_tokens.weight.data_ptr()
+    ranges = input_ranges(smoothed, tokenizer, texts)
+    assert smooth(smoothed, ranges, 0.75) == 7 * model.config.num_hidden_layers + 1
+    assert not torch.equal(smoothed.model.norm.weight, model.model.norm.weight)
+    ids = tokenizer(texts[1], return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        torch.testing.assert_close(smoothed(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_generator_per_token_int8_quantizes_the_output_layer_and_checks_perplexity(tiny_llama: Path, tmp_path: Path) -> None:
+    text = tmp_path / "held_out.txt"
+    text.write_text("the movie was good\na very bad plot\n", encoding="utf-8")
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("some other text about films\nthe plot was thin and the acting good\n", encoding="utf-8")
+    out = compress(tiny_llama, tmp_path / "dyn8", {"method": "quantize", "data": str(text),
+                                                  "quantize": {"calibration": str(calibration), "max_increase": 0.0}})
+    meta = _meta(out)
+    record = meta["compression"]
+    assert meta["scheme"] == "dynamic" and meta["per_token"] and "lm_head" in meta["quantized"] + meta["kept_fp32"]
+    assert record["smooth"] == 0.75 and record["calibration_texts"] == 2 and record["max_increase"] == 0.0
+    # max_increase 0: layers went back to fp32 until perplexity did not rise, or every candidate was tried
+    assert record["calibration_after"] <= record["calibration_before"] * (1 + 1e-6) or len(meta["kept_fp32"]) >= 1
+    assert set(meta["quantized"]).isdisjoint(meta["kept_fp32"])
+    model = artifacts.load(out)
+    layers = dict(model.model.named_modules())
+    assert all(isinstance(layers[n], TokenDynamicLinear) for n in meta["quantized"])
+    assert all(type(layers[n]) is torch.nn.Linear for n in meta["kept_fp32"])
+    assert model.model.model.embed_tokens.weight.dtype == torch.float32
+    assert model.evaluate(str(text))["perplexity"] == pytest.approx(record["after"], rel=1e-3)
+    assert record["after"] == pytest.approx(record["before"], rel=0.1)
+    assert isinstance(model.generate("the movie", max_new_tokens=5), str)

@@ -118,7 +118,10 @@ def _int8_model(path: Path, meta: dict[str, Any]) -> Any:
         model = auto.from_config(config)
     if "pruned_heads" in meta:  # int8 layers of a head-pruned run have the sliced shapes
         drop_heads(model, _heads(meta))
-    convert = weight_only_int8 if meta["scheme"] == "weight_only" else lambda m, n: dynamic_int8(m, n, meta.get("per_channel", True))
+    if meta["scheme"] == "weight_only":
+        convert = weight_only_int8
+    else:  # a per-token run quantized its own (untied) output layer too: converting it unties it here as well
+        convert = lambda m, n: dynamic_int8(m, n, meta.get("per_channel", True), meta.get("per_token", False))  # noqa: E731
     model = convert(model, meta["quantized"])
     return load_int8_state(model, load_file(str(path / INT8_FILE))).eval()
 

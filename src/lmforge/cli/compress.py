@@ -30,7 +30,8 @@ def add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-agreement", type=float,
                    help="quantize, onnx int8: least share of predictions equal to the fp32 model's (0.99); layers fall back to fp32")
     p.add_argument("--precision", choices=["fp32", "int8", "fp16"], help="onnx: weights of the graph (default int8)")
-    p.add_argument("--calibration", help="onnx: texts that calibrate static int8 quantization")
+    p.add_argument("--calibration",
+                   help="onnx: texts that calibrate static int8 quantization; quantize (language models): texts that set the smoothing")
     p.add_argument("--optimization", choices=["none", "basic", "extended", "all"], help="onnx: graph optimization level")
     p.add_argument("--heads", type=float, help="prune: share of attention heads to remove, e.g. 0.4")
     p.add_argument("--drop-layers", type=int, help="prune: number of layers to drop")
@@ -46,7 +47,7 @@ def add_compress(sub: argparse._SubParsersAction) -> None:
 def compress_options(args: argparse.Namespace) -> dict[str, Any]:
     """The config entries the flags set (flags left out keep the config's defaults)."""
     sections = {
-        "quantize": {"max_drop": args.max_drop, "min_agreement": args.min_agreement},
+        "quantize": {"max_drop": args.max_drop, "min_agreement": args.min_agreement, "calibration": args.calibration},
         "onnx": {"max_drop": args.max_drop, "min_agreement": args.min_agreement, "precision": args.precision,
                  "calibration": args.calibration, "optimization": args.optimization},
         "prune": {"heads": args.heads, "layers": args.drop_layers, "sparsity": args.sparsity},

@@ -24,6 +24,18 @@ class QuantizeOptions(Section):
         description="Least share of validation predictions equal to the fp32 model's (0.99); layers fall back to fp32 like max_drop.")
     keep: list[str] = Field(default_factory=list, description="Module names kept in fp32 besides the task head.")
     sample: int = Field(256, ge=8, description="Validation examples that rank layers by how much int8 changes the outputs.")
+    scheme: Literal["auto", "dynamic", "weight_only"] = Field("auto",
+        description="Language models: 'dynamic' = int8 weights and per-token int8 activations (the fast one on CPU), "
+                    "'weight_only' = int8 weights, float products (GPUs); auto picks by device.")
+    smooth: float = Field(0.75, ge=0.0, le=1.0,
+        description="Language models, dynamic scheme: SmoothQuant strength (share of activation outliers moved into the "
+                    "weights); 0 turns it off.")
+    calibration: str | None = Field(None,
+        description="Language models: texts (a file) whose activations set the smoothing; the --data file when absent.")
+    calibration_samples: int = Field(32, ge=1, description="Texts of the calibration file used.")
+    max_increase: float | None = Field(0.02, ge=0.0,
+        description="Language models, dynamic scheme: largest perplexity increase on the calibration texts (0.02 = 2%); "
+                    "the layers whose int8 version costs most go back to fp32 until it holds; none = no check.")
 
 
 class OnnxOptions(Section):

@@ -6,14 +6,19 @@ pooler stay in fp32 (embeddings are lookups, never quantized). With ``quantize.m
 layers go back to fp32 one by one, the one whose int8 version changes the outputs most first;
 what was kept is recorded.
 
-Causal LMs get int8 weight-only quantization (the output layer, tied to the embeddings, stays):
-decoding reads a quarter of the weight bytes per token, and perplexity barely moves.
+Causal LMs on CPU get int8 weights *and* int8 activations quantized per token (``scheme:
+dynamic``): one fbgemm product per layer and token, a quarter of the weight bytes read, the output
+layer included (given a weight of its own; the embeddings stay fp32). Activation outliers are
+first moved into the weights (SmoothQuant, :mod:`lmforge.compression.smooth`), which is what keeps
+perplexity close. On GPUs (``scheme: weight_only``) only the weights are int8 and the output layer,
+tied to the embeddings, stays.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +30,19 @@ from torch import nn
 from lmforge.artifacts import LanguageModel
 from lmforge.artifacts.compressed import INT8_FILE, save_compressed
 from lmforge.compression.config import CompressConfig
+from lmforge.compression.smooth import input_ranges, smooth, untie_output
+from lmforge.compression.smooth import supports as smoothing_supported
 from lmforge.compression.source import Parent, agreement_of, headline, log_cost, split_of, validation_examples, within
 from lmforge.data.dataset import Split
+from lmforge.data.sources import read_table
 from lmforge.devices import exact_inference
 from lmforge.errors import ConfigError
+from lmforge.logs import progress
 from lmforge.models.build import quiet_transformers
 from lmforge.models.heads import head_modules
 from lmforge.models.quantized import dynamic_int8, int8_state, linear_names, weight_only_int8
 from lmforge.tasks.base import Task, task_logits
+from lmforge.zoo import resolve_dataset
 
 log = logging.getLogger("lmforge.compress")
 
@@ -108,26 +118,129 @@ def _write_int8(out: Path, model: nn.Module, tokenizer: Any) -> Path:
     return out
 
 
+def generator_scheme(cfg: CompressConfig, device: str) -> str:
+    """``dynamic`` on CPU (the int8 kernels are CPU kernels), ``weight_only`` elsewhere, unless the config says."""
+    scheme = cfg.quantize.scheme
+    if scheme == "auto":
+        return "dynamic" if device == "cpu" else "weight_only"
+    if scheme == "dynamic" and device != "cpu":
+        raise ConfigError(f"quantize.scheme=dynamic runs on CPU only (the run is on {device}); use weight_only or --device cpu")
+    return scheme
+
+
+def calibration_texts(cfg: CompressConfig) -> list[str]:
+    """The texts that set the smoothing: ``quantize.calibration``, else the ``--data`` file (one text per line or row)."""
+    source = cfg.quantize.calibration or cfg.data
+    if source is None:
+        return []
+    table = read_table(resolve_dataset(str(source)))
+    column = "text" if "text" in table.columns else table.columns[0]
+    texts = [str(r.get(column) or "") for r in table.rows if str(r.get(column) or "").strip()]
+    if cfg.quantize.calibration is None:
+        log.info("smoothing calibrated on the --data file, which also measures perplexity; pass --calibration FILE to keep them apart")
+    return texts[: cfg.quantize.calibration_samples]
+
+
+def _dynamic(model: nn.Module, tokenizer: Any, cfg: CompressConfig) -> tuple[nn.Module, list[str], list[str], dict[str, Any]]:
+    """Per-token int8 of an untied copy of ``model``, smoothed and checked on the calibration texts where there are some.
+
+    Returns the quantized model, the layers quantized, the layers kept in fp32 and what was done.
+    """
+    opts = cfg.quantize
+    model = untie_output(copy.deepcopy(model))
+    record: dict[str, Any] = {"smooth": 0.0}
+    texts = calibration_texts(cfg)
+    if not texts:
+        log.warning("no calibration texts (--calibration or --data): activations are not smoothed nor checked")
+    ranges = input_ranges(model, tokenizer, texts, max_length=256) if texts else {}
+    if opts.smooth > 0 and texts:
+        if smoothing_supported(model):
+            layers = smooth(model, ranges, opts.smooth)
+            log.info("smoothed %d linear layers (alpha %.2f) on %d calibration texts", layers, opts.smooth, len(texts))
+            record = {"smooth": opts.smooth, "calibration_texts": len(texts)}
+            ranges = input_ranges(model, tokenizer, texts, max_length=256)
+        else:
+            log.warning("%s has a layout smoothing does not know: activations are not smoothed", type(model).__name__)
+    names = linear_names(model, opts.keep)
+    if opts.max_increase is None or not texts:
+        return dynamic_int8(model, names, per_channel=True, per_token=True), names, list(opts.keep), record
+    device = next(model.parameters()).device
+    ids = [tokenizer(t, return_tensors="pt", truncation=True, max_length=256)["input_ids"].to(device) for t in texts]
+    quantized, kept, measured = _dynamic_fallback(model, names, [i for i in ids if i.shape[1] > 1], ranges, opts.max_increase)
+    record |= measured | {"max_increase": opts.max_increase}
+    return quantized, [n for n in names if n not in kept], list(opts.keep) + kept, record
+
+
+def _nll(model: nn.Module, ids: list[torch.Tensor]) -> float:
+    """Mean next-token negative log-likelihood of ``model`` over the token sequences ``ids``."""
+    total, count = 0.0, 0
+    for seq in ids:
+        loss = model(input_ids=seq, labels=seq).loss
+        total, count = total + float(loss) * (seq.shape[1] - 1), count + seq.shape[1] - 1
+    return total / max(count, 1)
+
+
+def _spread(ranges: torch.Tensor) -> float:
+    """How unevenly a layer's input channels range (largest over median): what per-token int8 handles worst."""
+    return float(ranges.max() / ranges.median().clamp(min=1e-8))
+
+
+def _dynamic_fallback(model: nn.Module, names: list[str], ids: list[torch.Tensor], ranges: dict[str, torch.Tensor],
+                      limit: float, candidates: int = 32) -> tuple[nn.Module, list[str], dict[str, float]]:
+    """Quantize ``names``; while perplexity on ``ids`` rises by more than ``limit``, keep one more layer in fp32.
+
+    The candidates are the layers whose inputs spread most; they go back in the order of what their
+    int8 version alone costs.
+    """
+    before = _nll(model, ids)
+    quantized = dynamic_int8(model, names, per_channel=True, per_token=True)
+    after = _nll(quantized, ids)
+    increase = lambda nll: math.exp(nll - before) - 1  # noqa: E731
+    log.info("perplexity on the calibration texts: %+.2f%% with every layer int8 (allowed %+.2f%%)", 100 * increase(after), 100 * limit)
+    kept: list[str] = []
+    if increase(after) > limit:
+        pool = sorted((n for n in names if n in ranges), key=lambda n: _spread(ranges[n]), reverse=True)[:candidates]
+        sample = ids[: max(1, len(ids) // 4)]
+        alone = {n: _nll(dynamic_int8(model, [n], per_channel=True, per_token=True), sample) for n in
+                 progress(pool, desc="int8 cost per layer", unit="layer")}
+        for name in sorted(pool, key=alone.get, reverse=True):
+            kept.append(name)
+            quantized = dynamic_int8(model, [n for n in names if n not in kept], per_channel=True, per_token=True)
+            after = _nll(quantized, ids)
+            log.info("%s back in fp32: %+.2f%%", name, 100 * increase(after))
+            if increase(after) <= limit:
+                break
+        else:
+            log.warning("perplexity still rises %+.2f%% with the %d most costly layers in fp32; kept them anyway",
+                        100 * increase(after), len(kept))
+    return quantized, kept, {"calibration_before": math.exp(before), "calibration_after": math.exp(after)}
+
+
 def quantize_generator(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
-    """Int8 weight-only quantization of a causal LM; perplexity before and after on ``cfg.data`` when given."""
+    """Int8 quantization of a causal LM; perplexity before and after on ``cfg.data`` when given."""
     predictor = parent.load(cfg.device)
     model = predictor.model.eval()
-    output = model.get_output_embeddings()
-    fp32 = [name for name, m in model.named_modules() if m is output] + cfg.quantize.keep
-    names = linear_names(model, fp32)
-    quantized = weight_only_int8(copy.deepcopy(model), names)
-    record: dict[str, Any] = {"scheme": "weight_only"}
+    scheme = generator_scheme(cfg, next(model.parameters()).device.type)
+    if scheme == "dynamic":
+        quantized, names, fp32, record = _dynamic(model, predictor.tokenizer, cfg)
+    else:
+        output = model.get_output_embeddings()
+        fp32 = [name for name, m in model.named_modules() if m is output] + cfg.quantize.keep
+        names = linear_names(model, fp32)
+        quantized, record = weight_only_int8(copy.deepcopy(model), names), {}
+    record["scheme"] = scheme
     if cfg.data:
         before = LanguageModel(parent.path, model, predictor.tokenizer).evaluate(cfg.data)["perplexity"]
         after = LanguageModel(parent.path, quantized, predictor.tokenizer).evaluate(cfg.data)["perplexity"]
         log.info("perplexity on %s: %.3f -> %.3f (%+.2f%%)", cfg.data, before, after, 100 * (after / before - 1))
         record |= {"metric": "perplexity", "before": before, "after": after}
-    log.info("int8 weight-only: %d linear layers quantized, %s kept", len(names), ", ".join(fp32) or "none")
+    log.info("int8 %s: %d linear layers quantized, %s kept", scheme, len(names), ", ".join(fp32) or "none")
     out = _write_int8(staging / "model", quantized.cpu(), predictor.tokenizer)
     task = getattr(predictor, "task", None)
-    return save_compressed(out, parent.meta, parent.path, "quantize", "int8", scheme="weight_only",
+    return save_compressed(out, parent.meta, parent.path, "quantize", "int8", scheme=scheme,
                            auto_model=task.auto_model if task is not None else "AutoModelForCausalLM",
-                           quantized=names, kept_fp32=fp32, compression=record)
+                           quantized=names, kept_fp32=fp32, per_channel=True, per_token=scheme == "dynamic",
+                           untied_output=scheme == "dynamic", compression=record)
 
 
 def check(parent: Parent, cfg: CompressConfig) -> None:
@@ -138,7 +251,7 @@ def check(parent: Parent, cfg: CompressConfig) -> None:
 
 
 def quantize(parent: Parent, staging: Path, cfg: CompressConfig) -> Path:
-    """Quantize the parent run: weight-only for language models, dynamic (accuracy-aware) for classifiers.
+    """Quantize the parent run: per-token dynamic (CPU) or weight-only language models, dynamic (accuracy-aware) classifiers.
 
     Measured against the fp32 model (no bf16 autocast, whatever the CPU): agreement is with fp32.
     """

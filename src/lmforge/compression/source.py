@@ -146,7 +146,8 @@ def open_parent(run: str | Path, method: str) -> Parent:
 
 def check_files(cfg: Any) -> None:
     """Refuse, before any work, data files named in the config that do not exist."""
-    named = {"--data": cfg.data, "--train-data": cfg.train_data, "--calibration": cfg.onnx.calibration}
+    named = {"--data": cfg.data, "--train-data": cfg.train_data,
+             "--calibration": cfg.onnx.calibration if cfg.method == "onnx" else cfg.quantize.calibration}
     named |= {f"--transfer {f}": f for f in cfg.distill.transfer}
     for flag, file in named.items():
         if file and not Path(file).is_file() and str(file) not in zoo.ZOO:

@@ -4,9 +4,11 @@ Two kinds, chosen by what the model does with its layers:
 
 - **dynamic** (encoders, classifiers): PyTorch's dynamic quantization (``torch.ao``): int8
   weights, activations quantized per batch, int8 matrix products (fbgemm/oneDNN) on CPU.
-- **weight-only** (decoders generating one token at a time): int8 weights with one scale per
-  output channel; the product runs on the activations' own precision, so the model reads a
-  quarter of the bytes per token and perplexity barely moves.
+- **per-token dynamic** (decoders generating on CPU): the same int8 kernels, each row of the
+  activations quantized with its own scale, so one token's outliers do not cost the others
+  their precision; decoding one token at a time is then one fbgemm product per layer.
+- **weight-only** (decoders on GPUs): int8 weights with one scale per output channel; the product
+  runs on the activations' own precision, so the model reads a quarter of the bytes per token.
 
 Compression decides which layers to convert; loading a saved run converts the same layers of a
 model built from its config and fills in the saved tensors.
@@ -35,14 +37,54 @@ def linear_names(model: nn.Module, skip: Iterable[str] = ()) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and not inside(name)]
 
 
-def dynamic_int8(model: nn.Module, names: Iterable[str], per_channel: bool = True) -> nn.Module:
-    """A copy of ``model`` whose layers ``names`` are dynamically quantized int8 linears (CPU only)."""
+class TokenDynamicLinear(DynamicLinear):
+    """A dynamic int8 linear whose activations are quantized row by row (one scale per token).
+
+    The int8 kernel quantizes its whole input with one scale. A few rows go through it one at a
+    time (decoding); more rows (a prompt, perplexity) are computed at once with the same per-row
+    quantization on the dequantized weights, which gives the kernel's results up to float rounding.
+    """
+
+    ROWS_BY_KERNEL = 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        dtype = x.dtype
+        flat = x.reshape(-1, x.shape[-1]).float()  # the kernels take fp32 (bf16 autocast hands some layers bf16)
+        if flat.shape[0] == 1:  # decoding: the hot path, one kernel call
+            y = torch.ops.quantized.linear_dynamic(flat, self._packed_params._packed_params, reduce_range=True)
+        elif flat.shape[0] <= self.ROWS_BY_KERNEL:
+            packed = self._packed_params._packed_params
+            y = torch.cat([torch.ops.quantized.linear_dynamic(row, packed, reduce_range=True) for row in flat.split(1)])
+        else:
+            weight, bias = self._weight_bias()
+            y = nn.functional.linear(quantize_rows(flat), weight.dequantize(), bias)
+        return y.reshape(*x.shape[:-1], -1).to(dtype)
+
+
+def quantize_rows(x: torch.Tensor, levels: int = 127) -> torch.Tensor:
+    """``x`` (rows, features) through uint8 quantization with each row's own range (0 included), back in float.
+
+    ``levels`` 127 is the reduced range the x86 int8 kernels use for activations.
+    """
+    low, high = x.amin(1, keepdim=True).clamp(max=0), x.amax(1, keepdim=True).clamp(min=0)
+    scale = ((high - low) / levels).clamp(min=torch.finfo(torch.float32).tiny)
+    zero = torch.clamp(torch.round(-low / scale), 0, levels)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+
+def dynamic_int8(model: nn.Module, names: Iterable[str], per_channel: bool = True, per_token: bool = False) -> nn.Module:
+    """A copy of ``model`` whose layers ``names`` are dynamically quantized int8 linears (CPU only).
+
+    ``per_token`` quantizes each row of the activations with its own scale (:class:`TokenDynamicLinear`).
+    """
     qconfig = tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig
+    mapping = {nn.Linear: TokenDynamicLinear} if per_token else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch announces that torch.ao moves to torchao; the API works in this torch
-        quantized = tq.quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=False)
+        quantized = tq.quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=False,
+                                        mapping=mapping)
     for module in quantized.modules():
-        if isinstance(module, DynamicLinear):
+        if isinstance(module, DynamicLinear) and not isinstance(module, TokenDynamicLinear):
             module.register_forward_pre_hook(_fp32_input)
     return quantized
 
