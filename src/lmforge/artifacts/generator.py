@@ -20,12 +20,10 @@ from transformers import AutoModelForCausalLM
 
 from lmforge.artifacts.base import ARTIFACTS, ArtifactBase
 from lmforge.artifacts.classifier import TaskModel, load_classifier
-from lmforge.data.sources import read_table
+from lmforge.data.sources import read_texts
 from lmforge.devices import inference_precision
-from lmforge.errors import DataError
 from lmforge.generation import GenerateConfig, Generator
 from lmforge.models.build import from_pretrained, load_tokenizer
-from lmforge.zoo import resolve_dataset
 
 
 @dataclass
@@ -69,13 +67,7 @@ class LanguageModel(ArtifactBase):
     def evaluate(self, source: str | Path, text_column: str | None = None, label_column: str | None = None,
                  batch_size: int = 8, **data_overrides: Any) -> dict[str, Any]:
         """Mean negative log-likelihood per token and perplexity of the texts of a file."""
-        table = read_table(resolve_dataset(str(source)))
-        column = text_column or ("text" if "text" in table.columns else table.columns[0])
-        if column not in table.columns:
-            raise DataError(f"{source} has no column '{column}'; pass --text-column")
-        texts = [str(r.get(column) or "") for r in table.rows if str(r.get(column) or "").strip()]
-        if not texts:
-            raise DataError(f"{source}: no text to score in column '{column}'")
+        texts, _ = read_texts(source, text_column)
         total, count = 0.0, 0
         for row in self.score(texts):
             values = [v for v in row["logprobs"] if v is not None]

@@ -34,7 +34,7 @@ from lmforge.compression.smooth import input_ranges, smooth, untie_output
 from lmforge.compression.smooth import supports as smoothing_supported
 from lmforge.compression.source import Parent, agreement_of, headline, log_cost, split_of, validation_examples, within
 from lmforge.data.dataset import Split
-from lmforge.data.sources import read_table
+from lmforge.data.sources import read_texts
 from lmforge.devices import exact_inference
 from lmforge.errors import ConfigError
 from lmforge.logs import progress
@@ -42,7 +42,6 @@ from lmforge.models.build import quiet_transformers
 from lmforge.models.heads import head_modules
 from lmforge.models.quantized import dynamic_int8, int8_state, linear_names, weight_only_int8
 from lmforge.tasks.base import Task, task_logits
-from lmforge.zoo import resolve_dataset
 
 log = logging.getLogger("lmforge.compress")
 
@@ -133,9 +132,7 @@ def calibration_texts(cfg: CompressConfig) -> list[str]:
     source = cfg.quantize.calibration or cfg.data
     if source is None:
         return []
-    table = read_table(resolve_dataset(str(source)))
-    column = "text" if "text" in table.columns else table.columns[0]
-    texts = [str(r.get(column) or "") for r in table.rows if str(r.get(column) or "").strip()]
+    texts, _ = read_texts(source, None)
     if cfg.quantize.calibration is None:
         log.info("smoothing calibrated on the --data file, which also measures perplexity; pass --calibration FILE to keep them apart")
     return texts[: cfg.quantize.calibration_samples]
@@ -152,13 +149,11 @@ def _dynamic(model: nn.Module, tokenizer: Any, cfg: CompressConfig) -> tuple[nn.
     texts = calibration_texts(cfg)
     if not texts:
         log.warning("no calibration texts (--calibration or --data): activations are not smoothed nor checked")
-    ranges = input_ranges(model, tokenizer, texts, max_length=256) if texts else {}
     if opts.smooth > 0 and texts:
         if smoothing_supported(model):
-            layers = smooth(model, ranges, opts.smooth)
+            layers = smooth(model, input_ranges(model, tokenizer, texts, max_length=256), opts.smooth)
             log.info("smoothed %d linear layers (alpha %.2f) on %d calibration texts", layers, opts.smooth, len(texts))
             record = {"smooth": opts.smooth, "calibration_texts": len(texts)}
-            ranges = input_ranges(model, tokenizer, texts, max_length=256)
         else:
             log.warning("%s has a layout smoothing does not know: activations are not smoothed", type(model).__name__)
     names = linear_names(model, opts.keep)
@@ -166,6 +161,7 @@ def _dynamic(model: nn.Module, tokenizer: Any, cfg: CompressConfig) -> tuple[nn.
         return dynamic_int8(model, names, per_channel=True, per_token=True), names, list(opts.keep), record
     device = next(model.parameters()).device
     ids = [tokenizer(t, return_tensors="pt", truncation=True, max_length=256)["input_ids"].to(device) for t in texts]
+    ranges = input_ranges(model, tokenizer, texts, max_length=256)  # of the smoothed model: what int8 will see
     quantized, kept, measured = _dynamic_fallback(model, names, [i for i in ids if i.shape[1] > 1], ranges, opts.max_increase)
     record |= measured | {"max_increase": opts.max_increase}
     return quantized, [n for n in names if n not in kept], list(opts.keep) + kept, record
@@ -240,7 +236,7 @@ def quantize_generator(parent: Parent, staging: Path, cfg: CompressConfig) -> Pa
     return save_compressed(out, parent.meta, parent.path, "quantize", "int8", scheme=scheme,
                            auto_model=task.auto_model if task is not None else "AutoModelForCausalLM",
                            quantized=names, kept_fp32=fp32, per_channel=True, per_token=scheme == "dynamic",
-                           untied_output=scheme == "dynamic", compression=record)
+                           compression=record)
 
 
 def check(parent: Parent, cfg: CompressConfig) -> None:

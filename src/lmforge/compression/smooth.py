@@ -59,10 +59,14 @@ def input_ranges(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_len
     return ranges
 
 
-def _scales(x_max: torch.Tensor, weights: Sequence[torch.Tensor], alpha: float) -> torch.Tensor:
-    """Per input channel: ``max|x|^alpha / max|w|^(1 - alpha)`` over the weights that read the channel."""
-    w_max = torch.stack([w.abs().amax(0) for w in weights]).amax(0).float()
+def _ratio(x_max: torch.Tensor, w_max: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Per channel: ``max|x|^alpha / max|w|^(1 - alpha)``."""
     return (x_max.clamp(min=1e-5).pow(alpha) / w_max.clamp(min=1e-5).pow(1 - alpha)).clamp(min=1e-5)
+
+
+def _scales(x_max: torch.Tensor, weights: Sequence[torch.Tensor], alpha: float) -> torch.Tensor:
+    """Per input channel, :func:`_ratio` over the weights that read the channel."""
+    return _ratio(x_max, torch.stack([w.abs().amax(0) for w in weights]).amax(0).float(), alpha)
 
 
 def _decoder_layers(model: nn.Module) -> Any:
@@ -87,7 +91,7 @@ def supports(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def smooth(model: nn.Module, ranges: dict[str, torch.Tensor], alpha: float, down_alpha: float | None = None) -> int:
+def smooth(model: nn.Module, ranges: dict[str, torch.Tensor], alpha: float) -> int:
     """Fold per-channel scales into ``model`` (an untied LLaMA-style decoder), in place; the number of layers rescaled.
 
     ``ranges`` comes from :func:`input_ranges` on the same model. The function of the model does
@@ -116,7 +120,7 @@ def smooth(model: nn.Module, ranges: dict[str, torch.Tensor], alpha: float, down
         x_max = torch.zeros(width).scatter_reduce_(0, source, ranges[prefix + "self_attn.o_proj"], "amax", include_self=False)
         w_max = torch.zeros(width).scatter_reduce_(0, source, attn.o_proj.weight.abs().amax(0).float(), "amax",
                                                  include_self=False)
-        s = (x_max.clamp(min=1e-5).pow(alpha) / w_max.clamp(min=1e-5).pow(1 - alpha)).clamp(min=1e-5)
+        s = _ratio(x_max, w_max, alpha)
         attn.v_proj.weight.div_(s[:, None])
         if attn.v_proj.bias is not None:
             attn.v_proj.bias.div_(s)
@@ -125,7 +129,7 @@ def smooth(model: nn.Module, ranges: dict[str, torch.Tensor], alpha: float, down
         layer.post_attention_layernorm.weight.div_(s)
         mlp.gate_proj.weight.mul_(s)
         mlp.up_proj.weight.mul_(s)
-        s = _scales(ranges[prefix + "mlp.down_proj"], [mlp.down_proj.weight], alpha if down_alpha is None else down_alpha)
+        s = _scales(ranges[prefix + "mlp.down_proj"], [mlp.down_proj.weight], alpha)
         mlp.up_proj.weight.div_(s[:, None])
         if mlp.up_proj.bias is not None:
             mlp.up_proj.bias.div_(s)

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from lmforge.errors import DataError
+from lmforge.zoo import resolve_dataset
 
 FIELD_LIMIT = 256 << 20  # characters in one CSV/TSV cell
 
@@ -186,3 +187,18 @@ def read_table(path: str | Path, fmt: str = "auto", encoding: str = "utf-8", on_
     table.skipped = bad.count
     table.problems = bad.examples
     return table
+
+
+def read_texts(source: str | Path, column: str | None, label_column: str | None = None) -> tuple[list[str], list[str] | None]:
+    """The texts of a file (and its labels when the label column is there): the named column, ``text`` or the first one."""
+    table = read_table(resolve_dataset(str(source)))
+    name = column or ("text" if "text" in table.columns else table.columns[0])
+    if name not in table.columns:
+        raise DataError(f"{source} has no column '{name}' (columns: {', '.join(table.columns)}); pass --text-column NAME")
+    keep = [i for i, r in enumerate(table.rows) if str(r.get(name) or "").strip()]
+    if not keep:
+        raise DataError(f"{source}: column '{name}' holds no text")
+    texts = [str(table.rows[i][name]) for i in keep]
+    if not label_column or label_column not in table.columns:
+        return texts, None
+    return texts, [str(table.rows[i][label_column]) for i in keep]

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.artifacts import load
-from lmforge.data.sources import read_table
-from lmforge.errors import DataError
+from lmforge.data.sources import read_texts
 from lmforge.evaluation.audit import audit, audit_markdown
 from lmforge.evaluation.explain import Explanation, to_html, top_words
 from lmforge.evaluation.explainer import Explainer, TokenLogprobs, html_page, logprob_html
-from lmforge.zoo import resolve_dataset
 
 
 def explain_texts(run: str | Path, texts: list[str], method: str = "ig", target: str | None = None, n_steps: int = 50,
@@ -39,21 +37,6 @@ def explain_texts(run: str | Path, texts: list[str], method: str = "ig", target:
         Path(html).parent.mkdir(parents=True, exist_ok=True)
         Path(html).write_text(html_page(body, f"lmforge explain: {Path(str(run)).name}"), encoding="utf-8")
     return rows
-
-
-def read_texts(source: str | Path, column: str | None, label_column: str | None = None) -> tuple[list[str], list[str] | None]:
-    """The texts of a file (and its labels when the label column is there): the named column, ``text`` or the first one."""
-    table = read_table(resolve_dataset(str(source)))
-    name = column or ("text" if "text" in table.columns else table.columns[0])
-    if name not in table.columns:
-        raise DataError(f"{source} has no column '{name}' (columns: {', '.join(table.columns)}); pass --text-column NAME")
-    keep = [i for i, r in enumerate(table.rows) if str(r.get(name) or "").strip()]
-    if not keep:
-        raise DataError(f"{source}: column '{name}' holds no text")
-    texts = [str(table.rows[i][name]) for i in keep]
-    if not label_column or label_column not in table.columns:
-        return texts, None
-    return texts, [str(table.rows[i][label_column]) for i in keep]
 
 
 def explain_global(run: str | Path, data: str | Path, top: int = 10, method: str = "occlusion", sample: int = 200,

@@ -57,7 +57,7 @@ class KbConfig(Section):
     file: str = Field("", description="Knowledge-base YAML; the packaged fictional bank when empty.")
     encoder: str = Field("minilm-l6", description="Sentence encoder of the retrieval (zoo name or folder).")
     intent_bonus: float = Field(0.5, ge=0, description="Added to the cosine of entries of the predicted intent.")
-    qa: str = Field("", description="An extractive QA run (lmforge finetune with task.type: qa): the span of the retrieved "
+    qa: str = Field("", description="An extractive QA run (lmforge finetune with task: {name: qa}): the span of the retrieved "
                                     "answer that answers the message is highlighted; off when empty.")
     qa_min_score: float | None = Field(None, description="Least span score (start + end logit) for a highlight; any when None.")
 
